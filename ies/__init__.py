@@ -1,0 +1,26 @@
+"""Instance-dependent Early Stopping (Yuan, Lin, Feng, Han, Liu, ICLR 2025).
+
+Stop back-propagating a training sample once it is *mastered*: once the second-order difference of
+its loss across epochs stays below a threshold. The public pieces:
+
+- :class:`MasteryTracker` - per-sample loss history and the per-epoch mastery decision;
+- :mod:`ies.criteria` - finite differences and the two mastery rules as tensor functions;
+- :class:`Config` and :func:`train` - one training loop for the baseline and IES.
+"""
+
+from .config import Config
+from .criteria import backward_difference, lookback, mastered_mask
+from .tracker import MasteryTracker
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):  # keep `import ies` light: the training stack loads on first use
+    if name in ("train", "RunResult"):
+        from . import train as _train
+
+        return getattr(_train, name)
+    raise AttributeError(f"module 'ies' has no attribute {name!r}")
+
+
+__all__ = ["Config", "MasteryTracker", "RunResult", "backward_difference", "lookback", "mastered_mask", "train"]

@@ -1,0 +1,85 @@
+"""Command line: ``python -m ies train|compare ...``; every ``Config`` field is an option."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .config import Config, field_docs
+
+
+def _add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    docs = field_docs()
+    for f in dataclasses.fields(Config):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{docs.get(f.name, '')} (default: {f.default!r})".replace("%", "%%")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def _config_from(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> Config:
+    names = {f.name for f in dataclasses.fields(Config)} - set(skip)
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return Config.from_dict(given)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ies", description="Instance-dependent Early Stopping")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train one run (baseline with --threshold 0) and write its results")
+    _add_config_options(train)
+    compare = sub.add_parser("compare", help="baseline (threshold 0) and IES on the same seed, then a table")
+    _add_config_options(compare, skip=("output", "resume"))
+    compare.add_argument("--output", default="runs/compare", help="folder for the two runs (default: runs/compare)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            cfg = _config_from(args)
+        else:
+            cfg = _config_from(args, skip=("output", "resume"))
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
+    from .train import train  # imported late so that --help and bad options answer at once
+
+    if args.command == "train":
+        result = train(cfg)
+        keys = ("test_accuracy", "best_test_accuracy", "backprop_saving", "wall_time_s")
+        print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
+        return 0
+    return _compare(cfg, Path(args.output))
+
+
+def _compare(cfg: Config, out: Path) -> int:
+    from .train import train
+
+    threshold = cfg.threshold if cfg.threshold > 0 else 1e-3
+    runs = {
+        "baseline": train(cfg.replace(threshold=0.0, output=str(out / "baseline"))),
+        "ies": train(cfg.replace(threshold=threshold, output=str(out / "ies"))),
+    }
+    base = runs["baseline"].metrics
+    print(f"\n{'method':<10}{'test acc':>10}{'best acc':>10}{'backprop saved':>16}{'wall s':>9}{'time ratio':>12}")
+    for name, r in runs.items():
+        m = r.metrics
+        ratio = m["wall_time_s"] / base["wall_time_s"]
+        print(f"{name:<10}{m['test_accuracy']:>10.4f}{m['best_test_accuracy']:>10.4f}"
+              f"{m['backprop_saving']:>16.1%}{m['wall_time_s']:>9.1f}{ratio:>12.3f}")
+    print(f"\nresults in {out}/baseline and {out}/ies (history.csv, metrics.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""``Config``: every knob of a training run, frozen, documented field by field, validated on creation."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields
+
+DATASETS = ("mnist1d", "synthetic", "cifar10", "cifar100")
+MODELS = ("auto", "mlp", "cnn1d", "small_cnn", "resnet18", "resnet34")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("exponential", "constant", "cosine")
+RULES = ("official", "paper")
+SELECTORS = ("ies", "random")
+LOSS_SOURCES = ("official", "clean")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One training run, baseline (``threshold=0``) or IES. Build it with keywords, from a dict
+    (:meth:`from_dict`, which casts strings as papermill and the CLI give them) or replace fields
+    with :meth:`replace`. Every field is checked on creation; a bad value raises ``ValueError``
+    naming the field."""
+
+    # ---- data
+    dataset: str = "mnist1d"
+    """``mnist1d`` (generated offline), ``synthetic`` (tiny Gaussian blobs for tests), ``cifar10``,
+    ``cifar100``, or a path to an ``.npz`` file with uint8 ``x_train`` (N, H, W, C), ``y_train``,
+    ``x_test``, ``y_test``."""
+    data_dir: str = ""
+    """Dataset cache; empty = ``$IES_DATA_DIR`` or else ``data/`` of the repository."""
+    dataset_size: int = 0
+    """``mnist1d``/``synthetic``: number of samples generated (train + test, 0 = the default 5000);
+    other datasets: keep only the first this many training samples (0 = all)."""
+    augment: bool = True
+    """Random crop (pad 4) and horizontal flip on image batches, done on the device."""
+
+    # ---- model and optimisation
+    model: str = "auto"
+    """``mlp``, ``cnn1d`` (MNIST-1D), ``small_cnn``, ``resnet18``, ``resnet34`` (32x32 images);
+    ``auto`` picks ``cnn1d`` for 1-D data and ``resnet18`` for images."""
+    epochs: int = 60
+    """Number of training epochs."""
+    batch_size: int = 64
+    """Mini-batch size of the training pass (the authors use 64)."""
+    eval_batch_size: int = 1024
+    """Batch size of the no-grad passes (tracking of mastered samples, clean losses, test)."""
+    optimizer: str = "sgd"
+    """``sgd`` (momentum, as the authors) or ``adam``."""
+    lr: float = 0.1
+    """Initial learning rate (the authors: 0.1 with SGD)."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 5e-4
+    """L2 weight decay."""
+    schedule: str = "exponential"
+    """Learning-rate schedule stepped once per epoch: ``exponential`` (x ``gamma``), ``constant``,
+    ``cosine`` (to 0 over ``epochs``)."""
+    gamma: float = 0.96
+    """Decay factor of the ``exponential`` schedule (the authors: 0.96)."""
+
+    # ---- instance-dependent early stopping
+    threshold: float = 1e-3
+    """delta: mastery threshold; 0 = baseline (nothing is ever excluded). The authors use 1e-3 on
+    CIFAR-10 and double it on CIFAR-100."""
+    order: int = 2
+    """Order N of the backward difference of the loss, 0..3."""
+    rule: str = "official"
+    """``official`` (moving average of |D| over ``window``, summed over ``patience``) or ``paper``
+    (|D| < delta for ``patience`` consecutive epochs)."""
+    window: int = 3
+    """Moving-average window of the ``official`` rule."""
+    patience: int = 1
+    """``paper``: consecutive epochs below delta; ``official``: moving averages summed (the authors' k)."""
+    selector: str = "ies"
+    """``ies`` (the rule above) or ``random``: each epoch exclude a uniformly random set of the size
+    given by ``random_budget`` (the matched-budget control)."""
+    random_budget: str = ""
+    """For ``selector=random``: a reference run's ``history.csv`` whose ``forward_only_samples``
+    column gives the number of samples to exclude in each epoch."""
+    loss_source: str = "official"
+    """``official``: active samples' losses from their training pass, mastered samples' from a no-grad
+    eval-mode pass (the authors' way; costs one forward of the mastered samples). ``clean``: every
+    sample's loss from one eval-mode pass without augmentation at the end of the epoch (costs one
+    forward of the whole training set)."""
+    anneal_fraction: float = 0.0
+    """Train on every sample in this last fraction of the epochs (the paper uses 0.1 on ImageNet)."""
+
+    # ---- run
+    seed: int = 0
+    """Seed of every random number generator (python, numpy, torch, the loader)."""
+    device: str = "auto"
+    """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``."""
+    amp: bool = True
+    """bf16 autocast on CUDA (classifier and loss stay in fp32); ignored elsewhere."""
+    channels_last: bool = True
+    """channels_last memory format for image models on CUDA; ignored elsewhere."""
+    compile: bool = False
+    """``torch.compile`` the model (batch shapes are kept fixed for it)."""
+    track_grad_norm: bool = True
+    """Record the mini-batch gradient norm of every step (per-epoch mean and max in the history)."""
+    keep_loss_matrix: bool = False
+    """Keep every sample's loss of every epoch, ``(N, epochs)``, in the result (for analysis)."""
+    output: str = ""
+    """Folder for ``history.csv``, ``metrics.json`` and checkpoints; empty = write nothing."""
+    checkpoint_every: int = 1
+    """Save a checkpoint every this many epochs when ``output`` is set; 0 = never."""
+    resume: bool = False
+    """Continue from the checkpoint in ``output`` (an error if there is none)."""
+    allow_nonfinite: bool = False
+    """Continue when the mean training loss of an epoch is not finite (otherwise stop with an error)."""
+    progress: bool = True
+    """Show a tqdm progress bar over epochs."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_type(f, getattr(self, f.name))
+        choices = {
+            "model": MODELS,
+            "optimizer": OPTIMIZERS,
+            "schedule": SCHEDULES,
+            "rule": RULES,
+            "selector": SELECTORS,
+            "loss_source": LOSS_SOURCES,
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}{_suggest(value, allowed)}")
+        if self.dataset not in DATASETS and not self.dataset.endswith(".npz"):
+            raise ValueError(
+                f"dataset must be one of {DATASETS} or a path to an .npz file, got {self.dataset!r}"
+                f"{_suggest(self.dataset, DATASETS)}"
+            )
+        _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=1, window=1, patience=1)
+        _at_least(self, checkpoint_every=0, seed=0)
+        for name in ("lr", "momentum", "weight_decay", "gamma", "threshold", "anneal_fraction"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.lr == 0:
+            raise ValueError("lr must be > 0, got 0")
+        if not 0 <= self.order <= 3:
+            raise ValueError(f"order must be in 0..3, got {self.order}")
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be < 1, got {self.momentum}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.anneal_fraction > 1:
+            raise ValueError(f"anneal_fraction must be in [0, 1], got {self.anneal_fraction}")
+        if self.selector == "random" and not self.random_budget:
+            raise ValueError("random_budget must name a reference history.csv when selector='random'")
+        if self.resume and not self.output:
+            raise ValueError("resume needs output: the folder holding the checkpoint")
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_dict(cls, values: dict[str, typing.Any]) -> Config:
+        """Build from a dict whose values may be strings (``"1e-3"``, ``"true"``, ``"60"``).
+        Unknown keys are rejected with the closest valid name suggested."""
+        names = {f.name: f for f in fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            if key not in names:
+                raise ValueError(f"unknown config field {key!r}{_suggest(key, names)}")
+            kwargs[key] = cast(names[key], value)
+        return cls(**kwargs)
+
+    def replace(self, **changes: typing.Any) -> Config:
+        """A copy with some fields changed (strings cast as in :meth:`from_dict`)."""
+        merged = {**dataclasses.asdict(self), **changes}
+        return Config.from_dict(merged)
+
+    def to_dict(self) -> dict[str, typing.Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def is_baseline(self) -> bool:
+        """True when nothing is ever excluded (threshold 0 with the ``ies`` selector)."""
+        return self.selector == "ies" and self.threshold == 0
+
+
+def field_docs() -> dict[str, str]:
+    """The docstring of every field, read from this module's source (used by the CLI's --help)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(Config))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+# ---------------------------------------------------------------------- internals
+def _base_type(f: dataclasses.Field) -> type:
+    hint = typing.get_type_hints(Config)[f.name]
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def cast(f: dataclasses.Field, value: typing.Any) -> typing.Any:
+    """Cast ``value`` (possibly a string) to the type of field ``f``; ValueError naming it if impossible."""
+    kind = _base_type(f)
+    if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off", ""):
+                return False
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+        elif kind is int:
+            if isinstance(value, str):
+                number = float(value.strip())
+                if number.is_integer():
+                    return int(number)
+            elif isinstance(value, float) and value.is_integer():
+                return int(value)
+        elif kind is float:
+            if isinstance(value, (int, str)) and not isinstance(value, bool):
+                return float(value)
+        elif kind is str:
+            if value is None:
+                return ""
+            if hasattr(value, "__fspath__"):
+                return str(value)
+    except ValueError:
+        pass
+    raise ValueError(f"{f.name} must be {kind.__name__}, got {value!r}")
+
+
+def _check_type(f: dataclasses.Field, value: typing.Any) -> None:
+    kind = _base_type(f)
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise ValueError(f"{f.name} must be {kind.__name__}, got {value!r} (use Config.from_dict to cast strings)")
+
+
+def _at_least(cfg: Config, **lows: int) -> None:
+    for name, low in lows.items():
+        if getattr(cfg, name) < low:
+            raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
+
+
+def _suggest(word: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_ = field  # re-exported for subclasses that add fields with defaults

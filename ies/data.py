@@ -1,0 +1,259 @@
+"""Datasets as in-memory tensors, and a device-resident loader that batches any index subset.
+
+Every dataset is loaded into one :class:`ArrayDataset` (CPU tensors); :class:`DeviceLoader` moves
+it to the training device once and then builds every batch there: shuffling with
+``torch.randperm`` on the device, augmentation of the whole batch at once, normalisation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import augment as aug
+
+CIFAR_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.507, 0.487, 0.441), (0.267, 0.256, 0.276)),
+}
+
+
+@dataclass
+class ArrayDataset:
+    """A labelled train/test split held as tensors.
+
+    Attributes:
+        x_train: ``(N, L)`` float32 signals or ``(N, H, W, C)`` uint8 images.
+        y_train: ``(N,)`` int64 labels in ``0 .. num_classes-1``.
+        x_test, y_test: the same for the test split.
+        num_classes: number of classes.
+        name: short name (``mnist1d``, ``cifar10``, a file stem, ...).
+        mean, std: per-channel normalisation of images (``None`` for signals, already standardised).
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    name: str
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.x_train.dim() == 4
+
+    @property
+    def num_train(self) -> int:
+        return int(self.y_train.shape[0])
+
+    def subset(self, n: int) -> ArrayDataset:
+        """The first ``n`` training samples (the test split is kept whole)."""
+        if n <= 0 or n >= self.num_train:
+            return self
+        return ArrayDataset(
+            self.x_train[:n], self.y_train[:n], self.x_test, self.y_test, self.num_classes, self.name,
+            self.mean, self.std,
+        )
+
+
+def default_data_dir() -> Path:
+    """``$IES_DATA_DIR`` if set, else ``data/`` next to the package's repository (or the cwd)."""
+    env = os.environ.get("IES_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    repo = Path(__file__).resolve().parent.parent
+    return repo / "data" if (repo / "pyproject.toml").exists() else Path.cwd() / "data"
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, size: int = 0) -> ArrayDataset:
+    """Load a dataset by name (see ``Config.dataset``); ``size`` as ``Config.dataset_size``."""
+    root = Path(data_dir) if data_dir else default_data_dir()
+    if name == "mnist1d":
+        return mnist1d(root, size or 5000)
+    if name == "synthetic":
+        return synthetic(size or 5000)
+    if name in CIFAR_STATS:
+        return cifar(name, root).subset(size)
+    if str(name).endswith(".npz"):
+        return npz(name).subset(size)
+    raise ValueError(f"unknown dataset {name!r}: use mnist1d, synthetic, cifar10, cifar100 or a .npz path")
+
+
+def mnist1d(root: Path, num_samples: int = 5000) -> ArrayDataset:
+    """MNIST-1D (Greydanus, 2020) generated locally with the ``mnist1d`` package: 10 classes of
+    40-sample 1-D signals, 80 % train / 20 % test, cached in ``root`` as ``.npz``."""
+    path = Path(root) / f"mnist1d_{num_samples}.npz"
+    if not path.exists():
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()
+        args.num_samples = num_samples
+        state = np.random.get_state()
+        try:
+            d = make_dataset(args)  # seeds numpy with args.seed (42): the dataset is fixed
+        finally:
+            np.random.set_state(state)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
+        os.replace(tmp, path)
+    with np.load(path) as f:
+        return ArrayDataset(
+            torch.as_tensor(f["x"], dtype=torch.float32),
+            torch.as_tensor(f["y"], dtype=torch.int64),
+            torch.as_tensor(f["x_test"], dtype=torch.float32),
+            torch.as_tensor(f["y_test"], dtype=torch.int64),
+            10,
+            "mnist1d",
+        )
+
+
+def synthetic(num_samples: int = 5000, num_classes: int = 4, dim: int = 40, seed: int = 0) -> ArrayDataset:
+    """Gaussian blobs in ``dim`` dimensions with label noise-free but overlapping classes: a tiny,
+    fast, fully offline data set for tests. 80 % train / 20 % test."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(num_classes, dim, generator=g) * 1.5
+    y = torch.randint(0, num_classes, (num_samples,), generator=g)
+    x = centers[y] + torch.randn(num_samples, dim, generator=g) * 2.0
+    split = int(0.8 * num_samples)
+    return ArrayDataset(x[:split], y[:split], x[split:], y[split:], num_classes, "synthetic")
+
+
+def npz(path: str | os.PathLike) -> ArrayDataset:
+    """A ``.npz`` file holding uint8 ``x_train`` (N, H, W, C), ``y_train``, ``x_test``, ``y_test``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    with np.load(path) as f:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+        if missing:
+            raise ValueError(f"{path} lacks the arrays {sorted(missing)}")
+        xs = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    if xs["x_train"].dtype != np.uint8 or xs["x_train"].ndim != 4:
+        raise ValueError(f"{path}: x_train must be uint8 (N, H, W, C), got {xs['x_train'].dtype} {xs['x_train'].shape}")
+    y_train = torch.as_tensor(xs["y_train"], dtype=torch.int64).flatten()
+    num_classes = int(max(y_train.max(), int(xs["y_test"].max()))) + 1
+    x = torch.as_tensor(xs["x_train"])
+    mean = tuple((x.float() / 255).mean(dim=(0, 1, 2)).tolist())
+    std = tuple((x.float() / 255).std(dim=(0, 1, 2)).tolist())
+    return ArrayDataset(
+        x, y_train, torch.as_tensor(xs["x_test"]), torch.as_tensor(xs["y_test"], dtype=torch.int64).flatten(),
+        num_classes, path.stem, mean, std,
+    )
+
+
+def cifar(name: str, root: Path) -> ArrayDataset:
+    """CIFAR-10/100 through torchvision, downloaded into ``root`` where a network exists."""
+    import torchvision
+
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    root = Path(root)
+    if not (root / folder).exists():
+        import socket
+
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(20)
+        try:
+            cls(str(root), train=True, download=True)
+        except Exception as e:  # no network: say how to get the files, never hang
+            raise RuntimeError(
+                f"{name} is not in {root} and could not be downloaded ({type(e).__name__}: {e}). "
+                f"Download {cls.url} on a machine with a network, unpack it so that {root / folder} "
+                f"exists (or set IES_DATA_DIR / data_dir to where it is)."
+            ) from None
+        finally:
+            socket.setdefaulttimeout(old)
+    train = cls(str(root), train=True, download=False)
+    test = cls(str(root), train=False, download=False)
+    mean, std = CIFAR_STATS[name]
+    return ArrayDataset(
+        torch.as_tensor(train.data), torch.as_tensor(train.targets, dtype=torch.int64),
+        torch.as_tensor(test.data), torch.as_tensor(test.targets, dtype=torch.int64),
+        len(train.classes), name, mean, std,
+    )
+
+
+class DeviceLoader:
+    """Serves batches of one split from tensors kept on ``device``.
+
+    Images stay uint8 ``(N, H, W, C)`` on the device (4x smaller than float); each batch is gathered,
+    turned into float ``(B, C, H, W)``, augmented as a whole (random crop with padding 4 and
+    horizontal flip, when ``augment``) and normalised. Signals are served as they are.
+
+    Args:
+        x: ``(N, ...)`` inputs; y: ``(N,)`` int64 labels.
+        device: where to keep them.
+        mean, std: per-channel image normalisation (images only).
+        augment: apply random crop + flip to training batches of images.
+        generator: a ``torch.Generator`` on ``device`` used for shuffling and augmentation
+            (its state is what makes a run reproducible and resumable).
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        device: torch.device,
+        *,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        augment: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.x = x.to(self.device)
+        self.y = y.to(self.device)
+        self.is_image = x.dim() == 4
+        self.augment = augment and self.is_image
+        self.generator = generator
+        if self.is_image:
+            c = x.shape[-1]
+            m = torch.tensor(mean if mean else (0.5,) * c, device=self.device).view(1, c, 1, 1)
+            s = torch.tensor(std if std else (0.25,) * c, device=self.device).view(1, c, 1, 1)
+            self._scale = 1.0 / (255.0 * s)
+            self._shift = -m / s
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def inputs(self, idx: torch.Tensor, augment: bool) -> torch.Tensor:
+        """The model inputs of samples ``idx``: ``(B, C, H, W)`` float for images, ``(B, L)`` signals."""
+        x = self.x[idx]
+        if not self.is_image:
+            return x
+        x = x.permute(0, 3, 1, 2).float()
+        if augment and self.augment:
+            x = aug.random_crop(x, 4, self.generator)
+            x = aug.random_flip(x, self.generator)
+        return x * self._scale + self._shift
+
+    def batches(
+        self,
+        indices: torch.Tensor | None = None,
+        batch_size: int = 256,
+        *,
+        shuffle: bool = False,
+        augment: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield ``(inputs, targets, indices)`` over ``indices`` (default: every sample) once each.
+
+        Shuffling uses ``torch.randperm`` with the loader's generator on the device. The last batch
+        may be smaller than ``batch_size``.
+        """
+        if indices is None:
+            indices = torch.arange(len(self), device=self.device)
+        indices = indices.to(self.device)
+        if shuffle:
+            perm = torch.randperm(indices.numel(), device=self.device, generator=self.generator)
+            indices = indices[perm]
+        for start in range(0, indices.numel(), batch_size):
+            idx = indices[start : start + batch_size]
+            yield self.inputs(idx, augment), self.y[idx], idx

@@ -1,0 +1,91 @@
+"""Models: torchvision ResNets adapted to 32x32 images, and small nets that train fast on a CPU."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Float32Linear(nn.Linear):
+    """A classifier layer that always runs in fp32, also inside a bf16 autocast region."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
+def mlp(in_features: int, num_classes: int, hidden: int = 256) -> nn.Module:
+    """Two hidden ReLU layers: ``(B, in_features)`` -> ``(B, num_classes)``."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_features, hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.ReLU(),
+        Float32Linear(hidden, num_classes),
+    )
+
+
+def cnn1d(length: int, num_classes: int, channels: int = 32) -> nn.Module:
+    """The MNIST-1D convnet of Greydanus (2020), with BatchNorm: ``(B, length)`` -> ``(B, num_classes)``."""
+    return nn.Sequential(
+        nn.Unflatten(1, (1, length)),
+        nn.Conv1d(1, channels, 5, stride=2, padding=1), nn.BatchNorm1d(channels), nn.ReLU(),
+        nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.BatchNorm1d(channels), nn.ReLU(),
+        nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.BatchNorm1d(channels), nn.ReLU(),
+        nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+        Float32Linear(channels, num_classes),
+    )
+
+
+def small_cnn(num_classes: int, in_channels: int = 3, width: int = 32) -> nn.Module:
+    """A 4-conv BatchNorm net for 32x32 images that trains in minutes on a CPU:
+    ``(B, C, 32, 32)`` -> ``(B, num_classes)``."""
+
+    def block(cin: int, cout: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+    return nn.Sequential(
+        block(in_channels, width), nn.MaxPool2d(2),
+        block(width, 2 * width), nn.MaxPool2d(2),
+        block(2 * width, 4 * width), nn.MaxPool2d(2),
+        block(4 * width, 4 * width), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        Float32Linear(4 * width, num_classes),
+    )
+
+
+def cifar_resnet(depth: int, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """torchvision's ResNet-18/34 adapted to 32x32 inputs as in the authors' code: a 3x3 stride-1
+    stem, no max-pool, and an fp32 classifier."""
+    import torchvision
+
+    builder = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34}[depth]
+    net = builder(weights=None, num_classes=num_classes)
+    net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    fc = Float32Linear(net.fc.in_features, num_classes)
+    net.fc = fc
+    return net
+
+
+def build_model(name: str, sample_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Build model ``name`` for inputs of ``sample_shape`` (``(L,)`` signals or ``(H, W, C)`` images).
+
+    ``auto`` picks ``cnn1d`` for signals and ``resnet18`` for images.
+    """
+    is_image = len(sample_shape) == 3
+    if name == "auto":
+        name = "resnet18" if is_image else "cnn1d"
+    image_models = {"small_cnn", "resnet18", "resnet34"}
+    if is_image != (name in image_models) and name != "mlp":
+        kind = "images" if is_image else "1-D signals"
+        raise ValueError(f"model {name!r} does not take {kind} of shape {sample_shape}")
+    if name == "mlp":
+        in_features = 1
+        for s in sample_shape:
+            in_features *= s
+        return mlp(in_features, num_classes)
+    if name == "cnn1d":
+        return cnn1d(sample_shape[0], num_classes)
+    channels = sample_shape[-1]
+    if name == "small_cnn":
+        return small_cnn(num_classes, channels)
+    return cifar_resnet(18 if name == "resnet18" else 34, num_classes, channels)
