@@ -39,10 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="baseline (threshold 0) and IES on the same seed, then a table")
     _add_config_options(compare, skip=("output", "resume"))
     compare.add_argument("--output", default="runs/compare", help="folder for the two runs (default: runs/compare)")
+    sub.add_parser("notebooks", help="run the course notebooks with papermill (see --help of it)", add_help=False)
+    sub.add_parser("sweep", help="run a grid of configurations, one process each (see --help of it)", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "notebooks":
+        from .runner import main as notebooks_main
+
+        return notebooks_main(argv[1:])
+    if argv and argv[0] == "sweep":
+        from .sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -146,6 +146,12 @@ class MasteryTracker:
         return self._ring[:, (self._pos - 1) % self.lookback]
 
     @property
+    def current(self) -> torch.Tensor:
+        """``(num_samples,)`` the losses recorded so far in the epoch in progress (NaN = none yet).
+        Writable in place, e.g. to combine ranks in distributed training before :meth:`step`."""
+        return self._current
+
+    @property
     def mastered(self) -> torch.Tensor:
         """``(num_samples,)`` bool, the decision of the last :meth:`step` (all False before it)."""
         return self._mastered
