@@ -18,6 +18,7 @@ import contextlib
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,13 +120,21 @@ def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
-def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | None = None) -> RunResult:
+def train(
+    cfg: Config,
+    dataset: ArrayDataset | None = None,
+    model: nn.Module | None = None,
+    on_epoch_end: Callable[[int, nn.Module, MasteryTracker], dict | None] | None = None,
+) -> RunResult:
     """Run one training run of ``cfg`` and return its :class:`RunResult`.
 
     Args:
         cfg: the configuration (``threshold=0`` for the baseline).
         dataset: use this data instead of loading ``cfg.dataset`` (tests, notebooks).
         model: use this (freshly initialised) model instead of building ``cfg.model``.
+        on_epoch_end: called after each epoch's evaluation as ``on_epoch_end(epoch, model, tracker)``
+            (``epoch`` 1-based); a returned dict of numbers becomes extra history columns (the same
+            keys every epoch). It must leave the model's weights and buffers as it found them.
     """
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
@@ -175,7 +184,9 @@ def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | N
         elapsed_before = float(state["elapsed"])
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(out / "history.csv", index=False)
+        (out / "history.csv").unlink(missing_ok=True)
+        if rows:
+            pd.DataFrame(rows).to_csv(out / "history.csv", index=False)
 
     t_start = time.perf_counter()
     bar = tqdm(range(start_epoch, cfg.epochs), desc=f"{'baseline' if cfg.is_baseline else cfg.selector}",
@@ -264,12 +275,13 @@ def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | N
             "grad_norm_max": values[5] if cfg.track_grad_norm else float("nan"),
             "epoch_seconds": time.perf_counter() - t0,
         }
+        if on_epoch_end is not None:
+            row.update(on_epoch_end(epoch + 1, model, tracker) or {})
         rows.append(row)
         bar.set_postfix(acc=f"{row['test_accuracy']:.3f}", mastered=row["n_mastered"], loss=f"{row['train_loss']:.3g}")
         if out is not None:
             elapsed = elapsed_before + time.perf_counter() - t_start
-            pd.DataFrame([row], columns=HISTORY_COLUMNS).to_csv(out / "history.csv", mode="a", header=False,
-                                                                index=False)
+            pd.DataFrame([row]).to_csv(out / "history.csv", mode="a", header=len(rows) == 1, index=False)
             ckpt.write_json(out / "metrics.json", summarize(cfg, rows, elapsed, n))
             last = epoch + 1 == cfg.epochs
             if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
@@ -299,7 +311,7 @@ def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | N
         ckpt.write_json(out / "metrics.json", metrics)
     return RunResult(
         config=cfg,
-        history=pd.DataFrame(rows, columns=HISTORY_COLUMNS),
+        history=pd.DataFrame(rows, columns=list(rows[0]) if rows else HISTORY_COLUMNS),
         metrics=metrics,
         model=model,
         tracker=tracker,
