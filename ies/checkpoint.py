@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import tempfile
@@ -32,9 +33,19 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2, default=_json_default) + "\n"
+    """Write ``data`` as indented, strict JSON (NaN and infinities become ``null``), atomically."""
+    text = json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False) + "\n"
     atomic_write_bytes(path, lambda f: f.write(text.encode()))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -246,7 +246,7 @@ def train(
         finite = torch.isfinite(tracked)
         stats = tracker.counts
         values = torch.stack([
-            loss_sum / max(active.numel(), 1),
+            loss_sum / active.numel() if active.numel() else torch.full((), math.nan, device=device),
             torch.where(finite, tracked, 0).sum() / finite.sum().clamp(min=1),
             test_loss / len(test_data),
             correct / len(test_data),
@@ -298,7 +298,7 @@ def train(
                     "mastered_cols": mastered_cols,
                     "elapsed": elapsed,
                 })
-        if not math.isfinite(row["train_loss"]) and not cfg.allow_nonfinite:
+        if active.numel() and not math.isfinite(row["train_loss"]) and not cfg.allow_nonfinite:
             bar.close()
             raise FloatingPointError(
                 f"epoch {epoch + 1}: the mean training loss is {row['train_loss']}; lower lr, or set "
