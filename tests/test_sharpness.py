@@ -1,0 +1,275 @@
+"""ies.sharpness against exact answers, and the gradient norms that ies.train records."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from ies import Config
+from ies.data import synthetic
+from ies.models import build_model
+from ies.sharpness import (
+    SharpnessProbe,
+    batch_grad_norms,
+    fixed_batches,
+    hessian_top_eigenvalue,
+    hessian_trace,
+    hessian_vector_product,
+    sam_sharpness,
+)
+from ies.train import make_optimizer, seed_everything, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tensors are tiny: one thread avoids thread-pool overhead on a busy machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+# ---------------------------------------------------------------------------- exact cases
+def least_squares(n: int = 60, d: int = 7, seed: int = 0):
+    """``nn.Linear(d, 1)`` with MSE on data split into batches of unequal sizes; the Hessian of the
+    mean loss is ``2/n [X 1]^T [X 1]`` whatever the weights."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g) * torch.linspace(0.5, 3.0, d)
+    x[:10] *= 4.0  # the first (small) batch is very different from the rest
+    y = torch.randn(n, 1, generator=g)
+    torch.manual_seed(seed)
+    model = nn.Linear(d, 1)
+    batches = [(x[:10], y[:10]), (x[10:40], y[10:40]), (x[40:], y[40:])]
+    xt = torch.cat([x, torch.ones(n, 1)], 1).double()
+    return model, batches, 2.0 / n * xt.T @ xt
+
+
+def test_least_squares_top_eigenvalue_is_exact_and_weights_batches_by_size():
+    model, batches, hess = least_squares()
+    exact = torch.linalg.eigvalsh(hess)[-1].item()
+    got = hessian_top_eigenvalue(model, F.mse_loss, batches)
+    assert got == pytest.approx(exact, rel=1e-3)
+    # an unweighted mean of the three batch means would be a different matrix: the test can tell
+    per_batch = [2.0 / len(y) * torch.cat([x, torch.ones(len(y), 1)], 1).double().T
+                 @ torch.cat([x, torch.ones(len(y), 1)], 1).double() for x, y in batches]
+    unweighted = torch.linalg.eigvalsh(sum(per_batch) / 3)[-1].item()
+    assert abs(unweighted - exact) > 0.05 * exact
+
+
+def test_least_squares_trace_within_its_standard_error():
+    model, batches, hess = least_squares()
+    samples = 400
+    est, se = hessian_trace(model, F.mse_loss, batches, samples=samples, seed=1)
+    exact = torch.trace(hess).item()
+    # Var(z^T H z) = 2 * sum_{i != j} H_ij^2 for Rademacher z
+    off = hess - torch.diag(torch.diag(hess))
+    se_theory = math.sqrt(2 * (off**2).sum().item() / samples)
+    assert 0.7 * se_theory < se < 1.3 * se_theory
+    assert abs(est - exact) < 4 * se
+    assert hessian_trace(model, F.mse_loss, batches, samples=samples, seed=1) == (est, se)  # seeded
+
+
+def test_trace_is_exact_for_a_diagonal_hessian():
+    d = 5
+    scale = torch.tensor([0.5, 1.0, 2.0, 3.0, 4.0])
+    x, y = torch.diag(scale), torch.randn(d, 1)
+    model = nn.Linear(d, 1, bias=False)
+    est, se = hessian_trace(model, F.mse_loss, [(x, y)], samples=7, seed=3)
+    assert est == pytest.approx(2.0 / d * (scale**2).sum().item(), rel=1e-6)
+    assert se == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sam_sharpness_matches_the_quadratic_formula():
+    model, batches, hess = least_squares()
+    rho = 0.05
+    x = torch.cat([b[0] for b in batches]).double()
+    y = torch.cat([b[1] for b in batches]).double()
+    w = torch.cat([model.weight.detach().flatten(), model.bias.detach()]).double()
+    xt = torch.cat([x, torch.ones(len(y), 1, dtype=torch.float64)], 1)
+    grad = 2.0 / len(y) * xt.T @ (xt @ w - y.flatten())
+    u = grad / grad.norm()
+    exact = rho * grad.norm().item() + 0.5 * rho**2 * (u @ hess @ u).item()  # L is exactly quadratic
+    assert sam_sharpness(model, F.mse_loss, batches, rho=rho) == pytest.approx(exact, rel=1e-4)
+    assert sam_sharpness(model, F.mse_loss, batches, rho=0.0) == 0.0
+
+
+class Quadratic(nn.Module):
+    """``outputs = Q w`` (``Q`` orthogonal); with ``loss = mean(t * outputs^2) / 2`` the Hessian is
+    ``Q^T diag(t) Q / n``: indefinite when ``t`` has both signs."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(d))
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return q @ self.w
+
+
+def weighted_square(outputs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (t * outputs**2).mean()
+
+
+@pytest.mark.parametrize("t, top", [([-10.0, 1.0, 2.0, 3.0], 3.0), ([-10.0, -1.0, -2.0, -3.0], -1.0)])
+def test_largest_eigenvalue_not_largest_magnitude(t, top):
+    torch.manual_seed(0)
+    d = len(t)
+    q, _ = torch.linalg.qr(torch.randn(d, d))
+    model = Quadratic(d)
+    got = hessian_top_eigenvalue(model, weighted_square, [(q, torch.tensor(t))])
+    assert got == pytest.approx(top / d, rel=1e-4)  # not -10 / d, the eigenvalue of largest magnitude
+
+
+# ---------------------------------------------------------------------------- a tiny network
+def tiny_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 3))
+    with torch.no_grad():  # running statistics far from (0, 1): eval mode must matter
+        net[1].running_mean.copy_(torch.randn(6))
+        net[1].running_var.copy_(torch.rand(6) + 0.5)
+        net[1].num_batches_tracked.fill_(7)
+    return net
+
+
+def full_hessian(net: nn.Module, batches) -> torch.Tensor:
+    """The Hessian of the size-weighted mean cross-entropy in float64 by torch.autograd.functional."""
+    ref = tiny_net().double().eval()
+    ref.load_state_dict(net.state_dict())
+    names = [n for n, _ in ref.named_parameters()]
+    shapes = [p.shape for _, p in ref.named_parameters()]
+    flat0 = torch.cat([p.detach().flatten() for p in ref.parameters()])
+    x = torch.cat([b[0] for b in batches]).double()
+    y = torch.cat([b[1] for b in batches])
+
+    def loss(flat):
+        pieces = [t.view(s) for t, s in zip(flat.split([s.numel() for s in shapes]), shapes, strict=True)]
+        params = dict(zip(names, pieces, strict=True))
+        return F.cross_entropy(functional_call(ref, params, (x,)), y)
+
+    return torch.autograd.functional.hessian(loss, flat0)
+
+
+@pytest.fixture
+def net_and_batches():
+    net = tiny_net()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(23, 5, generator=g) * 2, torch.randint(0, 3, (23,), generator=g)
+    return net, [(x[:16], y[:16]), (x[16:], y[16:])]
+
+
+def test_tiny_network_matches_the_full_hessian(net_and_batches):
+    net, batches = net_and_batches
+    hess = full_hessian(net, batches)
+    evals = torch.linalg.eigvalsh(hess)
+    assert evals[0] < 0 < evals[-1]  # a genuinely indefinite Hessian
+    assert hessian_top_eigenvalue(net, F.cross_entropy, batches, tol=1e-5) == pytest.approx(evals[-1].item(), rel=1e-3)
+    v = [torch.randn(p.shape, generator=torch.Generator().manual_seed(2)) for p in net.parameters()]
+    hv = torch.cat([h.flatten() for h in hessian_vector_product(net, F.cross_entropy, batches, v)])
+    expected = hess @ torch.cat([t.flatten() for t in v]).double()
+    torch.testing.assert_close(hv.double(), expected, rtol=1e-4, atol=1e-5)
+    est, se = hessian_trace(net, F.cross_entropy, batches, samples=200)
+    assert abs(est - torch.trace(hess).item()) < 4 * se
+
+
+def test_measurements_leave_no_trace(net_and_batches):
+    net, batches = net_and_batches
+    net.train()
+    net[2].eval()  # a mix of modes must come back as it was
+    net[0].weight.grad = torch.ones_like(net[0].weight)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    modes = [m.training for m in net.modules()]
+    rng = torch.get_rng_state()
+    probe = SharpnessProbe(batches, trace_samples=3)
+    calls = {
+        "top": lambda: hessian_top_eigenvalue(net, F.cross_entropy, batches),
+        "trace": lambda: hessian_trace(net, F.cross_entropy, batches, samples=3),
+        "sam": lambda: sam_sharpness(net, F.cross_entropy, batches, rho=0.5),
+        "norms": lambda: batch_grad_norms(net, F.cross_entropy, batches),
+        "probe": lambda: probe.measure(net),
+    }
+    for name, call in calls.items():
+        call()
+        after = net.state_dict()
+        for k, v in before.items():
+            assert torch.equal(after[k], v), f"{name} changed {k}"
+        assert [m.training for m in net.modules()] == modes, name
+        assert torch.equal(net[0].weight.grad, torch.ones_like(net[0].weight)) and net[3].weight.grad is None, name
+        assert torch.equal(torch.get_rng_state(), rng), f"{name} used the global generator"
+
+
+def test_batches_may_be_a_generator(net_and_batches):
+    net, batches = net_and_batches
+    assert hessian_top_eigenvalue(net, F.cross_entropy, (b for b in batches)) == hessian_top_eigenvalue(
+        net, F.cross_entropy, batches)
+    assert sam_sharpness(net, F.cross_entropy, iter(batches)) == sam_sharpness(net, F.cross_entropy, batches)
+
+
+def test_batch_grad_norms_are_per_batch_gradient_norms(net_and_batches):
+    net, batches = net_and_batches
+    net.eval()
+    norms = batch_grad_norms(net, F.cross_entropy, batches)
+    for (x, y), got in zip(batches, norms, strict=True):
+        net.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        assert got == pytest.approx(math.sqrt(sum((p.grad**2).sum().item() for p in net.parameters())), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------- with ies.train
+def small_config(**kw) -> Config:
+    base = dict(dataset="synthetic", model="mlp", epochs=2, batch_size=150, lr=0.05, device="cpu", progress=False,
+                checkpoint_every=0)
+    return Config(**{**base, **kw})
+
+
+def test_recorded_grad_norms_match_a_manual_loop():
+    """Replays train()'s baseline loop by hand: the same seeds, shuffles and optimiser."""
+    cfg = small_config(threshold=0.0)
+    data = synthetic(500)  # 400 training samples: steps of 150, 150, 100
+    hist = train(cfg, dataset=data).history
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, tuple(data.x_train.shape[1:]), data.num_classes)
+    opt, sched = make_optimizer(cfg, model)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for epoch in range(cfg.epochs):
+        norms = []
+        order = torch.randperm(data.num_train, generator=gen)
+        for idx in order.split(cfg.batch_size):
+            opt.zero_grad()
+            F.cross_entropy(model(data.x_train[idx]), data.y_train[idx]).backward()
+            norms.append(math.sqrt(sum((p.grad.double() ** 2).sum().item() for p in model.parameters())))
+            opt.step()
+        sched.step()
+        assert len(norms) == 3
+        assert hist.grad_norm_mean[epoch] == pytest.approx(sum(norms) / len(norms), rel=1e-5)
+        assert hist.grad_norm_max[epoch] == pytest.approx(max(norms), rel=1e-5)
+    off = train(cfg.replace(track_grad_norm=False, epochs=1), dataset=data).history
+    assert math.isnan(off.grad_norm_mean[0]) and math.isnan(off.grad_norm_max[0])
+
+
+def test_probe_columns_and_no_effect_on_training():
+    data = synthetic(500)
+    cfg = small_config(epochs=4, threshold=1e-3)
+    plain = train(cfg, dataset=data).history
+    probe = SharpnessProbe(fixed_batches(data, 100, batch_size=64), every=2, iters=30)
+    probed = train(cfg, dataset=data, on_epoch_end=probe).history
+    shared = [c for c in plain.columns if c != "epoch_seconds"]
+    assert probed[shared].equals(plain[shared])
+    measured = probed.epoch.isin([1, 2, 4])
+    assert probed.loc[measured, probe.keys].notna().all().all()
+    assert probed.loc[~measured, probe.keys].isna().all().all()
+
+
+def test_fixed_batches_is_a_seeded_subset_of_the_training_split():
+    data = synthetic(500)
+    batches = fixed_batches(data, 90, batch_size=40, seed=5)
+    assert [len(y) for _, y in batches] == [40, 40, 10]
+    x = torch.cat([b[0] for b in batches])
+    rows = (x[:, None, :] == data.x_train[None]).all(-1)
+    assert (rows.sum(1) == 1).all() and len(set(rows.float().argmax(1).tolist())) == 90
+    again = fixed_batches(data, 90, batch_size=40, seed=5)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
+    assert sum(len(y) for _, y in fixed_batches(data, 0)) == data.num_train
