@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import sys
 from pathlib import Path
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="baseline (threshold 0) and IES on the same seed, then a table")
     _add_config_options(compare, skip=("output", "resume"))
     compare.add_argument("--output", default="runs/compare", help="folder for the two runs (default: runs/compare)")
+    parser.commands = {"train": train, "compare": compare}
     sub.add_parser("notebooks", help="run the course notebooks with papermill (see --help of it)", add_help=False)
     sub.add_parser("sweep", help="run a grid of configurations, one process each (see --help of it)", add_help=False)
     return parser
@@ -55,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return sweep_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        options = [o for a in parser.commands[args.command]._actions for o in a.option_strings]
+        hint = difflib.get_close_matches(unknown[0].split("=")[0], options, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        parser.exit(2, f"error: unrecognized argument {unknown[0]!r}{suggestion}\n")
     try:
         if args.command == "train":
             cfg = _config_from(args)
