@@ -127,7 +127,12 @@ def synthetic(num_samples: int = 5000, num_classes: int = 4, dim: int = 40, seed
 
 
 def npz(path: str | os.PathLike) -> ArrayDataset:
-    """A ``.npz`` file holding uint8 ``x_train`` (N, H, W, C), ``y_train``, ``x_test``, ``y_test``."""
+    """A ``.npz`` file holding uint8 ``x_train`` (N, H, W, C), ``y_train``, ``x_test``, ``y_test``.
+
+    Labels are integers ``0 .. num_classes-1`` (``num_classes`` = the largest label + 1); the
+    normalisation statistics are computed per channel on ``x_train``. The CLI takes the path as
+    ``--dataset path/to/file.npz``.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset file {path} does not exist")
@@ -136,17 +141,38 @@ def npz(path: str | os.PathLike) -> ArrayDataset:
         if missing:
             raise ValueError(f"{path} lacks the arrays {sorted(missing)}")
         xs = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    if xs["x_train"].dtype != np.uint8 or xs["x_train"].ndim != 4:
-        raise ValueError(f"{path}: x_train must be uint8 (N, H, W, C), got {xs['x_train'].dtype} {xs['x_train'].shape}")
-    y_train = torch.as_tensor(xs["y_train"], dtype=torch.int64).flatten()
-    num_classes = int(max(y_train.max(), int(xs["y_test"].max()))) + 1
+    for split in ("train", "test"):
+        x, y = xs[f"x_{split}"], xs[f"y_{split}"]
+        if x.dtype != np.uint8 or x.ndim != 4:
+            raise ValueError(f"{path}: x_{split} must be uint8 (N, H, W, C), got {x.dtype} {x.shape}")
+        if y.size != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{path}: y_{split} must hold {x.shape[0]} integer labels, got {y.dtype} {y.shape}")
+        if y.size and y.min() < 0:
+            raise ValueError(f"{path}: y_{split} has negative labels")
+    if xs["x_train"].shape[1:] != xs["x_test"].shape[1:]:
+        raise ValueError(f"{path}: x_train and x_test images differ in shape")
+    y_train = torch.as_tensor(xs["y_train"].astype(np.int64)).flatten()
+    y_test = torch.as_tensor(xs["y_test"].astype(np.int64)).flatten()
+    num_classes = int(max(y_train.max(), y_test.max() if y_test.numel() else 0)) + 1
     x = torch.as_tensor(xs["x_train"])
-    mean = tuple((x.float() / 255).mean(dim=(0, 1, 2)).tolist())
-    std = tuple((x.float() / 255).std(dim=(0, 1, 2)).tolist())
-    return ArrayDataset(
-        x, y_train, torch.as_tensor(xs["x_test"]), torch.as_tensor(xs["y_test"], dtype=torch.int64).flatten(),
-        num_classes, path.stem, mean, std,
-    )
+    mean, std = channel_stats(x)
+    return ArrayDataset(x, y_train, torch.as_tensor(xs["x_test"]), y_test, num_classes, path.stem, mean, std)
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 ``(N, H, W, C)`` images scaled to [0, 1],
+    computed in float64 over chunks (no float copy of the whole set)."""
+    c = x.shape[-1]
+    total = torch.zeros(c, dtype=torch.float64)
+    squares = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, x.shape[0], chunk):
+        part = x[start : start + chunk].reshape(-1, c).double()
+        total += part.sum(0)
+        squares += (part * part).sum(0)
+    count = x[..., 0].numel()
+    mean = total / count
+    var = (squares - count * mean * mean) / max(count - 1, 1)
+    return tuple((mean / 255).tolist()), tuple((var.clamp(min=0).sqrt() / 255).tolist())
 
 
 def cifar(name: str, root: Path) -> ArrayDataset:
@@ -181,20 +207,62 @@ def cifar(name: str, root: Path) -> ArrayDataset:
     )
 
 
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def image_folder(root: str | os.PathLike, train: bool = True, image_size: int = 224, mean=None, std=None):
+    """An ImageFolder-style directory (``root/<class>/<image>``, e.g. ``imagenet/train``) as a
+    ``torchvision.datasets.ImageFolder`` with the usual ImageNet transforms, decoded by DataLoader workers.
+
+    ``train=True``: ``RandomResizedCrop(image_size)`` + horizontal flip; ``train=False``: resize to
+    ``image_size * 8/7`` and centre crop. Both end as normalised float ``(C, image_size, image_size)``.
+
+    This path does **not** go through :func:`ies.train.train` (which keeps the whole data set in memory on
+    the device); use it with the generic API in your own loop (it yields ``(x, y, index)``)::
+
+        from ies.generic import IndexedDataset, ActiveSampler
+        data = IndexedDataset(image_folder("imagenet/train"))
+        active = DataLoader(data, batch_size=256, sampler=ActiveSampler(tracker, seed=0),
+                            num_workers=8, pin_memory=True, persistent_workers=True)
+        mastered = DataLoader(data, batch_size=1024, sampler=ActiveSampler(tracker, mastered=True),
+                              num_workers=8, pin_memory=True)
+
+    (see ``ies.generic`` and, for several GPUs, ``ies.distributed``).
+    """
+    import torchvision
+    from torchvision.transforms import v2
+
+    mean, std = mean or IMAGENET_STATS[0], std or IMAGENET_STATS[1]
+    if train:
+        head = [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()]
+    else:
+        head = [v2.Resize(round(image_size * 8 / 7), antialias=True), v2.CenterCrop(image_size)]
+    transform = v2.Compose([v2.ToImage(), *head, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist (expected root/<class>/<image files>)")
+    return torchvision.datasets.ImageFolder(str(root), transform=transform)
+
+
 class DeviceLoader:
     """Serves batches of one split from tensors kept on ``device``.
 
-    Images stay uint8 ``(N, H, W, C)`` on the device (4x smaller than float); each batch is gathered,
-    turned into float ``(B, C, H, W)``, augmented as a whole (random crop with padding 4 and
-    horizontal flip, when ``augment``) and normalised. Signals are served as they are.
+    Images stay uint8 ``(N, H, W, C)`` on the device (4x smaller than float). A training loader
+    (``augment=True``) stores them zero-padded by ``pad`` once, so that gathering a batch, the random
+    crop and the horizontal flip of every image are one indexing kernel (:mod:`ies.augment`); the batch
+    is then turned into float ``(B, C, H, W)`` and normalised in one more. Signals are served as they are.
 
     Args:
         x: ``(N, ...)`` inputs; y: ``(N,)`` int64 labels.
         device: where to keep them.
-        mean, std: per-channel image normalisation (images only).
-        augment: apply random crop + flip to training batches of images.
+        mean, std: per-channel image normalisation (images only; default 0.5 and 0.25).
+        augment: random crop (zero padding ``pad``) + horizontal flip of training batches of images.
         generator: a ``torch.Generator`` on ``device`` used for shuffling and augmentation
             (its state is what makes a run reproducible and resumable).
+        pad: padding of the random crop (4 for CIFAR).
+        channels_last: image batches in channels_last memory format (the natural layout of the
+            uint8 storage, what cuDNN prefers with bf16); ``None`` = on CUDA only. Values are the same
+            either way.
     """
 
     def __init__(
@@ -207,33 +275,48 @@ class DeviceLoader:
         std: tuple[float, ...] | None = None,
         augment: bool = False,
         generator: torch.Generator | None = None,
+        pad: int = 4,
+        channels_last: bool | None = None,
     ) -> None:
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} samples, y {y.shape[0]}")
         self.device = torch.device(device)
-        self.x = x.to(self.device)
-        self.y = y.to(self.device)
         self.is_image = x.dim() == 4
         self.augment = augment and self.is_image
         self.generator = generator
+        self.pad = pad if self.augment else 0
+        self.y = y.to(self.device)
         if self.is_image:
+            self._xp = aug.pad_images(x.to(self.device), self.pad)
+            p, h, w = self.pad, x.shape[1], x.shape[2]
+            self.x = self._xp[:, p : p + h, p : p + w]  # the unpadded images, a view
             c = x.shape[-1]
             m = torch.tensor(mean if mean else (0.5,) * c, device=self.device).view(1, c, 1, 1)
             s = torch.tensor(std if std else (0.25,) * c, device=self.device).view(1, c, 1, 1)
             self._scale = 1.0 / (255.0 * s)
             self._shift = -m / s
+            self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
+        else:
+            self.x = x.to(self.device)
+            self.channels_last = False
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def inputs(self, idx: torch.Tensor, augment: bool) -> torch.Tensor:
-        """The model inputs of samples ``idx``: ``(B, C, H, W)`` float for images, ``(B, L)`` signals."""
-        x = self.x[idx]
+        """The model inputs of samples ``idx``: ``(B, C, H, W)`` float for images, ``(B, L)`` signals.
+
+        ``augment`` applies the random crop and flip if the loader was built with ``augment=True``.
+        """
         if not self.is_image:
-            return x
-        x = x.permute(0, 3, 1, 2).float()
+            return self.x[idx]
         if augment and self.augment:
-            x = aug.random_crop(x, 4, self.generator)
-            x = aug.random_flip(x, self.generator)
-        return x * self._scale + self._shift
+            xb = aug.random_crop_flip(self._xp, idx, self.pad, self.generator)
+        else:
+            xb = self.x[idx]
+        # (B, H, W, C) uint8 -> (B, C, H, W) float with channels_last strides, normalised in one kernel
+        x = torch.addcmul(self._shift, xb.permute(0, 3, 1, 2).float(), self._scale)
+        return x if self.channels_last else x.contiguous()
 
     def batches(
         self,
@@ -245,9 +328,11 @@ class DeviceLoader:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Yield ``(inputs, targets, indices)`` over ``indices`` (default: every sample) once each.
 
-        Shuffling uses ``torch.randperm`` with the loader's generator on the device. The last batch
-        may be smaller than ``batch_size``.
+        Shuffling uses ``torch.randperm`` with the loader's generator on the device (no host sync).
+        Every batch has ``batch_size`` samples but the last, which has the remainder.
         """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if indices is None:
             indices = torch.arange(len(self), device=self.device)
         indices = indices.to(self.device)
