@@ -17,9 +17,11 @@ __version__ = "0.1.0"
 
 def __getattr__(name):  # keep `import ies` light: the training stack loads on first use
     if name in ("train", "RunResult"):
-        from . import train as _train
+        import importlib
 
-        return getattr(_train, name)
+        module = importlib.import_module(".train", __name__)  # `from . import train` would recurse here
+        globals()["train"] = module.train  # importing the submodule bound `ies.train` to it: the function wins
+        return getattr(module, name)
     raise AttributeError(f"module 'ies' has no attribute {name!r}")
 
 
