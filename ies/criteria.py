@@ -94,14 +94,25 @@ def mastered_mask(
     need = lookback(rule, order, window, patience)
     if history.shape[1] < need:
         raise ValueError(f"rule {rule!r} needs {need} epochs of history, got {history.shape[1]}")
-    recent = history[:, -need:].to(torch.float64)
-    complete = torch.isfinite(recent).all(dim=1)
+    recent = history[:, -need:].T.to(torch.float64)
+    return decide(recent, threshold, rule, order, window, patience)
+
+
+def decide(recent: torch.Tensor, threshold: float, rule: str, order: int, window: int, patience: int) -> torch.Tensor:
+    """The rule on ``recent``: ``(lookback, num_samples)`` losses, oldest epoch first, epoch-major (each
+    row contiguous, which makes every step below a row-wise vector operation). No argument checks: the
+    hot path of :class:`ies.MasteryTracker`; use :func:`mastered_mask` otherwise.
+
+    No separate finiteness test is needed: every loss of the look-back enters some ``D_N`` with a
+    non-zero binomial coefficient, so a NaN or infinite loss makes a ``|D_N|`` (and hence any mean or
+    sum of it) NaN or infinite, and ``NaN < delta`` and ``inf < delta`` are both False.
+    """
     if threshold == 0:
-        return torch.zeros_like(complete)
-    d = backward_difference(recent, order).abs()
+        return torch.zeros(recent.shape[1], dtype=torch.bool, device=recent.device)
+    d = (torch.diff(recent, n=order, dim=0) if order else recent).abs()  # (window + patience - 1, N) or (patience, N)
     if rule == "paper":
-        ok = (d < threshold).all(dim=1)
-    else:
-        averaged = d.unfold(1, window, 1).sum(dim=-1) / window  # (num_samples, patience)
-        ok = averaged.sum(dim=1) < threshold
-    return ok & complete
+        return (d < threshold).all(dim=0)
+    window_sums = d[:patience].clone()
+    for w in range(1, window):
+        window_sums += d[w : w + patience]
+    return (window_sums / window).sum(dim=0) < threshold  # sum over the last `patience` moving averages

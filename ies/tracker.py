@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .criteria import check_rule_args, lookback, mastered_mask
+from .criteria import check_rule_args, decide, lookback
 
 
 class MasteryTracker:
@@ -19,9 +19,10 @@ class MasteryTracker:
             tracker.record(indices, losses)
         mastered = tracker.step()                         # (num_samples,) bool, True = skip backprop
 
-    Storage is one ``(num_samples, lookback)`` ring buffer plus one ``(num_samples,)`` column for the
-    epoch in progress, both on ``device``; ``record`` is one ``index_put_`` and never synchronises
-    with the host (indices are range-checked on the host only for CPU tensors, where that is free).
+    Storage is one ``(lookback + 1, num_samples)`` ring buffer on ``device``, one row per epoch (the
+    epoch in progress and the ``lookback`` closed ones), so each epoch is a contiguous vector;
+    ``record`` is one ``index_put_`` into the current row and never synchronises with the host
+    (indices are range-checked on the host only for CPU tensors, where that is free).
 
     Args:
         num_samples: size N of the training set; indices are ``0 .. N-1``.
@@ -68,11 +69,9 @@ class MasteryTracker:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype
         self.lookback = lookback(rule, order, window, patience)
-        nan = float("nan")
-        self._ring = torch.full((num_samples, self.lookback), nan, dtype=dtype, device=self.device)
-        self._current = torch.full((num_samples,), nan, dtype=dtype, device=self.device)
+        self._ring = torch.full((self.lookback + 1, num_samples), float("nan"), dtype=dtype, device=self.device)
         self._mastered = torch.zeros(num_samples, dtype=torch.bool, device=self.device)
-        self._pos = 0  # ring column that the next step() writes
+        self._pos = 0  # ring row of the epoch in progress
         self.epoch = 0  # epochs closed so far
         self._stats = self._zero_stats()
 
@@ -98,10 +97,10 @@ class MasteryTracker:
             )
         indices = indices.to(self.device, non_blocking=True)
         if indices.numel() and indices.device.type == "cpu":
-            lo, hi = int(indices.min()), int(indices.max())
+            lo, hi = torch.stack(torch.aminmax(indices)).tolist()
             if lo < 0 or hi >= self.num_samples:
                 raise IndexError(f"indices must lie in 0..{self.num_samples - 1}, got values in {lo}..{hi}")
-        self._current.index_put_((indices,), losses.detach().to(self.device, self.dtype, non_blocking=True))
+        self._ring[self._pos].index_put_((indices,), losses.detach().to(self.device, self.dtype, non_blocking=True))
 
     # ------------------------------------------------------------------ deciding
     def step(self) -> torch.Tensor:
@@ -111,22 +110,17 @@ class MasteryTracker:
             ``(num_samples,)`` bool tensor, True = mastered (no backprop next epoch). The same
             tensor as :attr:`mastered`.
         """
-        self._ring[:, self._pos] = self._current
-        self._current.fill_(float("nan"))
-        self._pos = (self._pos + 1) % self.lookback
         self.epoch += 1
         previous = self._mastered
         if self.threshold == 0 or self.epoch < self.lookback:
             mastered = torch.zeros_like(previous)
         else:
-            mastered = mastered_mask(
-                self.history(),
-                self.threshold,
-                rule=self.rule,
-                order=self.order,
-                window=self.window,
-                patience=self.patience,
-            )
+            recent = torch.empty((self.lookback, self.num_samples), dtype=torch.float64, device=self.device)
+            for row, src in enumerate(self._rows_oldest_first()):
+                recent[row].copy_(self._ring[src])
+            mastered = decide(recent, self.threshold, self.rule, self.order, self.window, self.patience)
+        self._pos = (self._pos + 1) % (self.lookback + 1)
+        self._ring[self._pos].fill_(float("nan"))  # the oldest epoch's row becomes the next epoch's
         self._stats = {
             "n_mastered": mastered.sum(),
             "n_newly_mastered": (mastered & ~previous).sum(),
@@ -135,21 +129,29 @@ class MasteryTracker:
         self._mastered = mastered
         return mastered
 
+    def _rows_oldest_first(self) -> list[int]:
+        """Ring rows of the last ``lookback`` closed epochs, oldest first (between steps, the row at
+        ``_pos`` is the epoch in progress; inside :meth:`step`, before ``_pos`` moves, it is the newest)."""
+        size = self.lookback + 1
+        return [(self._pos - self.lookback + 1 + j) % size for j in range(self.lookback)]
+
     def history(self) -> torch.Tensor:
         """``(num_samples, lookback)`` the losses of the last ``lookback`` closed epochs, oldest
-        first (NaN where nothing was recorded or before the first epoch)."""
-        return torch.roll(self._ring, shifts=-self._pos, dims=1)
+        first (NaN where nothing was recorded or before the first epoch). A copy."""
+        size = self.lookback + 1
+        rows = [(self._pos - self.lookback + j) % size for j in range(self.lookback)]
+        return self._ring[rows].T.contiguous()
 
     @property
     def last_losses(self) -> torch.Tensor:
         """``(num_samples,)`` losses of the most recently closed epoch (NaN where not recorded)."""
-        return self._ring[:, (self._pos - 1) % self.lookback]
+        return self._ring[(self._pos - 1) % (self.lookback + 1)]
 
     @property
     def current(self) -> torch.Tensor:
         """``(num_samples,)`` the losses recorded so far in the epoch in progress (NaN = none yet).
-        Writable in place, e.g. to combine ranks in distributed training before :meth:`step`."""
-        return self._current
+        A view: writable in place, e.g. to combine ranks in distributed training before :meth:`step`."""
+        return self._ring[self._pos]
 
     @property
     def mastered(self) -> torch.Tensor:
@@ -194,7 +196,6 @@ class MasteryTracker:
         return {
             "config": self._config(),
             "ring": self._ring.clone(),
-            "current": self._current.clone(),
             "mastered": self._mastered.clone(),
             "pos": self._pos,
             "epoch": self.epoch,
@@ -206,7 +207,6 @@ class MasteryTracker:
         if state["config"] != self._config():
             raise ValueError(f"tracker configuration differs: saved {state['config']}, here {self._config()}")
         self._ring = state["ring"].to(self.device, self.dtype).clone()
-        self._current = state["current"].to(self.device, self.dtype).clone()
         self._mastered = state["mastered"].to(self.device).clone()
         self._pos = int(state["pos"])
         self.epoch = int(state["epoch"])
