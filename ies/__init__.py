@@ -11,18 +11,8 @@ its loss across epochs stays below a threshold. The public pieces:
 from .config import Config
 from .criteria import backward_difference, lookback, mastered_mask
 from .tracker import MasteryTracker
+from .train import RunResult, train  # binds `ies.train` to the function (the module stays `ies.train` in sys.modules)
 
 __version__ = "0.1.0"
-
-
-def __getattr__(name):  # keep `import ies` light: the training stack loads on first use
-    if name in ("train", "RunResult"):
-        import importlib
-
-        module = importlib.import_module(".train", __name__)  # `from . import train` would recurse here
-        globals()["train"] = module.train  # importing the submodule bound `ies.train` to it: the function wins
-        return getattr(module, name)
-    raise AttributeError(f"module 'ies' has no attribute {name!r}")
-
 
 __all__ = ["Config", "MasteryTracker", "RunResult", "backward_difference", "lookback", "mastered_mask", "train"]
