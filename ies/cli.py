@@ -70,14 +70,17 @@ def main(argv: list[str] | None = None) -> int:
             cfg = _config_from(args, skip=("output", "resume"))
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
-    from .train import train  # imported late so that --help and bad options answer at once
+    from .train import train
 
-    if args.command == "train":
-        result = train(cfg)
-        keys = ("test_accuracy", "best_test_accuracy", "backprop_saving", "wall_time_s")
-        print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
-        return 0
-    return _compare(cfg, Path(args.output))
+    try:
+        if args.command == "train":
+            result = train(cfg)
+            keys = ("test_accuracy", "best_test_accuracy", "backprop_saving", "wall_time_s")
+            print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
+            return 0
+        return _compare(cfg, Path(args.output))
+    except (FileNotFoundError, ValueError) as e:  # bad data paths, resume without checkpoint, model/data mismatch
+        parser.exit(2, f"error: {e}\n")
 
 
 def _compare(cfg: Config, out: Path) -> int:

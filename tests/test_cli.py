@@ -93,3 +93,21 @@ def test_resume_rejects_another_configuration(tmp_path):
     p = _run([*TINY, "--epochs", "2", "--lr", "0.05", "--output", str(tmp_path), "--resume"])
     _, err = p.communicate(timeout=300)
     assert p.returncode != 0 and "different configuration" in err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--dataset", "{tmp}/missing.npz"], "dataset file .*missing.npz does not exist"),
+        (["--output", "{tmp}/empty", "--resume"], "no checkpoint at .*nothing to resume"),
+        (["--model", "resnet18"], "model 'resnet18' does not take 1-D signals"),
+    ],
+)
+def test_problems_found_before_training_exit_2(args, message, capsys, tmp_path):
+    import re
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--no-progress", *[a.format(tmp=tmp_path) for a in args]])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "empty" / "history.csv").exists()
