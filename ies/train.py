@@ -165,6 +165,8 @@ def train(
     loss_cols: list[torch.Tensor] = []
     mastered_cols: list[torch.Tensor] = []
     excluded = torch.zeros(n, dtype=torch.bool, device=device)
+    if budget is not None and budget[0] > 0:  # a reference that excluded samples in its first epoch
+        excluded[torch.randperm(n, device=device, generator=gen)[: min(budget[0], n)]] = True
     elapsed_before = 0.0
     start_epoch = 0
     if cfg.resume:
@@ -271,8 +273,8 @@ def train(
             "n_nonfinite": int(values[9]),
             "backprop_samples": active.numel(),
             "forward_only_samples": skipped.numel(),
-            "grad_norm_mean": values[4] if cfg.track_grad_norm else float("nan"),
-            "grad_norm_max": values[5] if cfg.track_grad_norm else float("nan"),
+            "grad_norm_mean": values[4] if cfg.track_grad_norm and n_steps else float("nan"),
+            "grad_norm_max": values[5] if cfg.track_grad_norm and n_steps else float("nan"),
             "epoch_seconds": time.perf_counter() - t0,
         }
         if on_epoch_end is not None:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ies import Config
+from ies import Config, train
 from ies.data import synthetic
 from ies.models import build_model
 from ies.sharpness import (
@@ -22,7 +22,7 @@ from ies.sharpness import (
     hessian_vector_product,
     sam_sharpness,
 )
-from ies.train import make_optimizer, seed_everything, train
+from ies.train import make_optimizer, seed_everything
 
 
 @pytest.fixture(autouse=True)
@@ -248,6 +248,15 @@ def test_recorded_grad_norms_match_a_manual_loop():
         assert hist.grad_norm_max[epoch] == pytest.approx(max(norms), rel=1e-5)
     off = train(cfg.replace(track_grad_norm=False, epochs=1), dataset=data).history
     assert math.isnan(off.grad_norm_mean[0]) and math.isnan(off.grad_norm_max[0])
+
+
+def test_grad_norms_are_nan_in_an_epoch_without_steps():
+    data = synthetic(500)
+    hist = train(small_config(epochs=7, threshold=1e9), dataset=data).history  # everything gets mastered
+    idle = hist.n_active == 0
+    assert idle.any() and (~idle).any()
+    assert hist.loc[idle, ["grad_norm_mean", "grad_norm_max"]].isna().all().all()
+    assert (hist.loc[~idle, ["grad_norm_mean", "grad_norm_max"]] > 0).all().all()
 
 
 def test_probe_columns_and_no_effect_on_training():
