@@ -1,0 +1,264 @@
+"""ies.transfer: class splits, penultimate features, the linear probe against a Newton reference,
+fine-tuning that repairs features a probe cannot use, the protocol's table and the verdict."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ies import Config
+from ies.data import ArrayDataset, DeviceLoader, synthetic
+from ies.models import Float32Linear, cifar_resnet, cnn1d
+from ies.transfer import (
+    FineTuneConfig,
+    ProbeConfig,
+    claim_verdict,
+    extract_features,
+    final_linear,
+    fine_tune,
+    fit_logistic,
+    fit_probe,
+    linear_probe,
+    logistic_objective,
+    paired_difference,
+    replace_head,
+    split_classes,
+    summary_table,
+    transfer_experiment,
+)
+
+
+def signals(x, y, x_test, y_test, k, name="toy"):
+    return ArrayDataset(x.float(), y.long(), x_test.float(), y_test.long(), k, name)
+
+
+# ------------------------------------------------------------------------------------------ data
+def test_split_classes_keeps_order_and_relabels():
+    x = torch.arange(10.0)[:, None].repeat(1, 3)
+    y = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 4])
+    data = signals(x, y, x[:5] + 100, y[:5], 5)
+    part = split_classes(data, [3, 1])
+    assert part.num_classes == 2 and part.name == "toy[3,1]"
+    assert part.x_train[:, 0].tolist() == [1, 3, 6, 8]  # samples of class 1 or 3, in their order
+    assert part.y_train.tolist() == [1, 0, 1, 0]  # class 3 -> 0, class 1 -> 1
+    assert part.x_test[:, 0].tolist() == [101, 103] and part.y_test.tolist() == [1, 0]
+    with pytest.raises(ValueError, match="not labels"):
+        split_classes(data, [5])
+    with pytest.raises(ValueError, match="distinct"):
+        split_classes(data, [1, 1])
+
+
+# ------------------------------------------------------------------------------------------ features
+def test_features_of_a_sequential_net_are_the_input_of_its_last_layer():
+    torch.manual_seed(0)
+    model = cnn1d(40, 5)
+    model.train()
+    x, y = torch.randn(37, 40), torch.randint(0, 5, (37,))
+    feats, labels = extract_features(model, DeviceLoader(x, y, "cpu"), batch_size=10)
+    assert model.training  # the flag is restored
+    model.eval()
+    with torch.no_grad():
+        expected = model[:-1](x)  # everything but the final Float32Linear, in eval mode
+    assert feats.shape == (37, 32) and torch.equal(labels, y)
+    torch.testing.assert_close(feats, expected)
+    assert final_linear(model)[1] is model[-1]
+
+
+def test_features_of_a_torchvision_resnet_are_its_pooled_output():
+    torch.manual_seed(0)
+    net = cifar_resnet(18, 10).eval()
+    x = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8)
+    loader = DeviceLoader(x, torch.zeros(3, dtype=torch.long), "cpu", mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
+    feats, _ = extract_features(net, loader)
+    assert final_linear(net)[0] == "fc"
+    with torch.no_grad():
+        h = loader.inputs(torch.arange(3), augment=False)
+        h = net.relu(net.bn1(net.conv1(h)))
+        h = net.layer4(net.layer3(net.layer2(net.layer1(net.maxpool(h)))))
+        expected = torch.flatten(net.avgpool(h), 1)
+    assert feats.shape == (3, 512)
+    torch.testing.assert_close(feats, expected)
+
+
+def test_features_refuse_a_last_linear_that_is_not_the_output_layer():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh())
+    loader = DeviceLoader(torch.randn(5, 4), torch.zeros(5, dtype=torch.long), "cpu")
+    with pytest.raises(ValueError, match="not its output layer"):
+        extract_features(model, loader)
+    feats, _ = extract_features(model, loader, layer=model[0])  # explicit layer: its input, as asked
+    assert torch.equal(feats, loader.x)
+
+
+# ------------------------------------------------------------------------------------------ linear probe
+def newton_reference(x, y, k, l2, steps=50):
+    """Newton's method on the flattened (W, b) with the full Hessian (pseudo-inverse: the bias has one
+    flat direction, a common shift), in float64: an independent way to reach the optimum."""
+    d = x.shape[1]
+
+    def objective(theta):
+        return logistic_objective(x, y, theta[: k * d].view(k, d), theta[k * d :], l2)
+
+    theta = torch.zeros(k * d + k, dtype=torch.float64)
+    for _ in range(steps):
+        g = torch.func.grad(objective)(theta)
+        h = torch.func.hessian(objective)(theta)
+        theta = theta - torch.linalg.pinv(h, hermitian=True) @ g
+    return theta[: k * d].view(k, d), theta[k * d :]
+
+
+def test_logistic_fit_reaches_the_newton_optimum():
+    g = torch.Generator().manual_seed(0)
+    k, d, n, l2 = 3, 4, 90, 0.03
+    y = torch.arange(n) % k
+    x = (torch.randn(k, d, generator=g) * 1.5)[y] + torch.randn(n, d, generator=g, dtype=torch.float32)
+    x = x.double()
+    w, b = fit_logistic(x, y, k, l2)
+    w_ref, b_ref = newton_reference(x, y, k, l2)
+    f, f_ref = logistic_objective(x, y, w, b, l2), logistic_objective(x, y, w_ref, b_ref, l2)
+    assert abs(float(f - f_ref)) < 1e-12
+    torch.testing.assert_close(w, w_ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(b - b.mean(), b_ref - b_ref.mean(), atol=1e-6, rtol=0)  # defined up to a shift
+    # first-order optimality, checked by hand: dF/dW = (P - Y)^T X / n + l2 W = 0, rows of W sum to 0
+    p = torch.softmax(x @ w.T + b, 1)
+    grad_w = (p - F.one_hot(y, k).double()).T @ x / n + l2 * w
+    assert grad_w.abs().max() < 1e-7 and w.sum(0).abs().max() < 1e-7
+
+
+def separable_blobs(n, k, d, seed, margin=3.0):
+    """Points uniform in unit balls around centres at least 2 + 2*margin apart: linearly separable with margin."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.eye(k, d) * (1 + margin) * math.sqrt(2)  # pairwise distance 2 (1 + margin)
+    y = torch.arange(n) % k
+    u = torch.randn(n, d, generator=g)
+    u = u / u.norm(dim=1, keepdim=True) * torch.rand(n, 1, generator=g)
+    return centres[y] + u, y
+
+
+def test_probe_separates_separable_data_and_picks_the_weakest_l2():
+    x, y = separable_blobs(300, 3, 5, seed=1)
+    xt, yt = separable_blobs(150, 3, 5, seed=2)
+    grid = (1.0, 1e-2, 1e-4)
+    r = fit_probe(x, y, xt, yt, 3, l2_grid=grid, seed=0)
+    assert r.test_accuracy == 1.0 and r.train_accuracy == 1.0
+    assert r.validation["val_accuracy"].eq(1.0).all()
+    # separable: the weaker the penalty, the more confident and the lower the validation loss
+    assert r.validation["l2"].tolist() == sorted(grid, reverse=True)
+    assert r.validation["val_loss"].is_monotonic_decreasing and r.l2 == 1e-4
+
+
+def test_probe_picks_a_strong_l2_when_most_features_are_noise():
+    # 2 classes told apart by feature 0 only, 150 noise features, 96 samples to fit: a weak penalty
+    # separates the training noise and is overconfident on validation; the selection must see it
+    g = torch.Generator().manual_seed(0)
+
+    def make(n):
+        y = torch.arange(n) % 2
+        x = torch.randn(n, 151, generator=g)
+        x[:, 0] += 2.0 * (2 * y - 1)
+        return x, y
+
+    (x, y), (xt, yt) = make(120), make(500)
+    r = fit_probe(x, y, xt, yt, 2, l2_grid=(1.0, 1e-1, 1e-2, 1e-3, 1e-4), seed=0)
+    val = r.validation.set_index("l2")
+    assert r.train_accuracy == 1.0 and r.l2 >= 1e-1
+    assert val.loc[1e-4, "val_loss"] > 1.5 * val.loc[r.l2, "val_loss"]
+    assert val.loc[r.l2, "val_accuracy"] == val["val_accuracy"].max()
+
+
+def test_probe_argument_checks():
+    x, y = torch.randn(10, 2), torch.arange(10) % 2
+    with pytest.raises(ValueError, match="val_fraction"):
+        fit_probe(x, y, x, y, 2, val_fraction=1.0)
+    with pytest.raises(ValueError, match="l2_grid"):
+        fit_probe(x, y, x, y, 2, l2_grid=(0.0,))
+
+
+# ------------------------------------------------------------------------------------------ fine-tuning
+def blind_net_task(seed=0):
+    """Label = sign of input 0; a random ReLU net whose first layer ignores input 0: its features carry
+    no information on the label (a probe is at chance), but fine-tuning can train that layer."""
+    g = torch.Generator().manual_seed(seed)
+    x, xt = torch.randn(1000, 8, generator=g), torch.randn(1000, 8, generator=g)
+    data = signals(x, (x[:, 0] > 0).long(), xt, (xt[:, 0] > 0).long(), 2, "sign")
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), Float32Linear(16, 2))
+    with torch.no_grad():
+        model[0].weight[:, 0] = 0
+    return model, data
+
+
+def test_fine_tuning_repairs_features_that_a_probe_cannot_use():
+    model, data = blind_net_task()
+    before = [p.clone() for p in model.parameters()]
+    probe = linear_probe(model, data)
+    ft = fine_tune(model, data, FineTuneConfig(epochs=8, lr=0.05, augment=False), seed=0)
+    assert probe.test_accuracy < 0.6  # features independent of the label
+    assert ft.test_accuracy > 0.9 and ft.test_accuracy > probe.test_accuracy + 0.3
+    assert ft.history["train_loss"].iloc[-1] < ft.history["train_loss"].iloc[0]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # input untouched
+    assert ft.model[0].weight[:, 0].abs().sum() > 0  # the blind layer was trained
+    # the schedule: warm-up for one epoch, cosine to 0 at the end
+    assert ft.history["lr"].iloc[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_replace_head_is_new_and_seeded():
+    a = replace_head(cnn1d(40, 10), 3, torch.Generator().manual_seed(5))
+    b = replace_head(cnn1d(40, 10), 3, torch.Generator().manual_seed(5))
+    assert isinstance(a[-1], Float32Linear) and a[-1].out_features == 3 and a(torch.randn(2, 40)).shape == (2, 3)
+    assert torch.equal(a[-1].weight, b[-1].weight) and a[-1].weight.abs().max() <= 1 / math.sqrt(32)
+    net = replace_head(cifar_resnet(18, 100), 10)
+    assert net.fc.out_features == 10 and net.fc.in_features == 512
+
+
+# ------------------------------------------------------------------------------------------ protocol
+def test_transfer_experiment_table_and_summary():
+    data = synthetic(800, num_classes=4, dim=20, seed=0)
+    source, target = split_classes(data, [0, 1]), split_classes(data, [2, 3])
+    cfg = Config(dataset="synthetic", model="mlp", epochs=6, threshold=0.05, order=1, window=1, rule="paper",
+                 device="cpu", progress=False, lr=0.05)
+    rows = []
+    df = transfer_experiment(cfg, source, target, seeds=[0, 1], scratch=True, progress=False,
+                             probe=ProbeConfig(l2_grid=(1e-1, 1e-3)), finetune=FineTuneConfig(epochs=2),
+                             on_row=rows.append)
+    assert df["method"].tolist() == ["baseline", "ies", "scratch"] * 2 and df["seed"].tolist() == [0] * 3 + [1] * 3
+    assert len(rows) == 6
+    base, ies_ = df[df.method == "baseline"], df[df.method == "ies"]
+    assert (base["backprop_saved"] == 0).all() and (ies_["backprop_saved"] > 0).all()
+    assert df[df.method == "scratch"]["source_accuracy"].isna().all()
+    assert df[["probe_accuracy", "finetune_accuracy"]].stack().between(0.4, 1.0).all()
+    assert set(df["probe_l2"]) <= {1e-1, 1e-3}
+    table = summary_table(df)
+    assert list(table.index) == ["baseline", "ies", "scratch"] and (table["n_seeds"] == 2).all()
+    assert table.loc["ies", ("probe_accuracy", "mean")] == pytest.approx(ies_["probe_accuracy"].mean())
+    assert table.loc["ies", ("probe_accuracy", "std")] == pytest.approx(ies_["probe_accuracy"].std())
+    # same seed, same baseline: the pretraining of the baseline does not depend on the other methods
+    again = transfer_experiment(cfg, source, target, seeds=[1], progress=False,
+                                probe=ProbeConfig(l2_grid=(1e-1, 1e-3)), finetune=FineTuneConfig(epochs=2))
+    pd.testing.assert_frame_equal(
+        again.drop(columns=["pretrain_seconds", "finetune_seconds"]).reset_index(drop=True),
+        df[(df.seed == 1) & (df.method != "scratch")].drop(columns=["pretrain_seconds", "finetune_seconds"])
+        .reset_index(drop=True))
+    with pytest.raises(ValueError, match="threshold > 0"):
+        transfer_experiment(cfg.replace(threshold=0), source, target)
+
+
+def test_claim_verdict_on_hand_made_numbers():
+    def table(diffs):
+        rows = []
+        for s, d in enumerate(diffs):
+            rows += [{"method": "baseline", "seed": s, "finetune_accuracy": 0.5},
+                     {"method": "ies", "seed": s, "finetune_accuracy": 0.5 + d}]
+        return pd.DataFrame(rows)
+
+    up = claim_verdict(table([0.02, 0.03, 0.01]))  # mean 0.02, std 0.01, se 0.01/sqrt(3)
+    assert up.mean == pytest.approx(0.02) and up.std == pytest.approx(0.01)
+    assert up.stderr == pytest.approx(0.01 / math.sqrt(3)) and up.wins == 3 and up.n == 3
+    assert up.supports is True and "supports the claim" in up.text and "+2.00" in up.text
+    assert claim_verdict(table([-0.02, -0.03, -0.01])).supports is False
+    flat = claim_verdict(table([0.02, -0.02, 0.01]))
+    assert flat.supports is None and flat.wins == 2 and "neither" in flat.text
+    assert claim_verdict(table([0.05])).supports is None
+    assert paired_difference(table([0.1, 0.2]), "finetune_accuracy").round(12).tolist() == [0.1, 0.2]
