@@ -239,7 +239,7 @@ def train(
         else:
             excluded = tracker.mastered
         if cfg.keep_loss_matrix:
-            loss_cols.append(tracker.last_losses.float().cpu())
+            loss_cols.append(tracker.last_losses.to("cpu", torch.float32, copy=True))  # .cpu() would alias the ring
             mastered_cols.append(excluded.cpu())
 
         # 4. evaluate, then one host sync for the whole epoch
