@@ -74,9 +74,7 @@ def hessian_top_eigenvalue(
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
     with _measuring(model, loss_fn, batches) as obj:
-        gen = torch.Generator().manual_seed(0)
-        v0 = torch.randn(obj.dim, generator=gen, dtype=obj.dtype).to(obj.device)
-        return _lanczos_top(obj.hvp_flat, v0, iters, tol)
+        return _lanczos_top(obj.hvp_flat, _start_vector(obj), iters, tol)
 
 
 def hessian_trace(
@@ -160,13 +158,24 @@ def fixed_batches(
 
 @dataclass
 class SharpnessProbe:
-    """An ``on_epoch_end`` callback for :func:`ies.train.train` that measures sharpness on fixed batches.
+    """An ``on_epoch_end`` callback for :func:`ies.train.train`: sharpness on fixed batches, and the
+    mini-batch gradient norm with and without the mastered samples at the same weights.
 
-    On epoch 1 and every ``every`` epochs (and on ``last_epoch`` if given) it returns the columns
-    ``probe_loss`` (``L``), ``probe_grad_norm`` (``||grad L||`` on the whole subset), ``top_eigenvalue``,
-    ``sam_sharpness`` and, if ``trace_samples > 0``, ``hessian_trace`` and ``hessian_trace_se``, plus
-    ``probe_seconds``; on other epochs the same keys with NaN. Use :meth:`measure` directly for the
-    initial weights (epoch 0).
+    On epoch 1, every ``every`` epochs and on ``last_epoch`` (if given) it returns the columns
+
+    - ``probe_loss`` (``L`` on ``batches``), ``probe_grad_norm`` (``||grad L||``), ``top_eigenvalue``,
+      ``lanczos_steps``, ``sam_sharpness`` and, if ``trace_samples > 0``, ``hessian_trace`` and
+      ``hessian_trace_se``;
+    - if ``train_data`` (an :class:`ies.data.DeviceLoader` over the whole training split) is given:
+      ``grad_norm_all`` and ``grad_norm_active``, the mean gradient norm of ``grad_batches`` random
+      mini-batches of ``grad_batch_size`` drawn from every training sample, and drawn the same way
+      from the samples not mastered (``~tracker.mastered``: those the next epoch trains on). Both
+      draws use one seed per epoch, so they coincide when nothing is mastered. Eval mode, no
+      augmentation: a same-weights comparison, not the training steps' own norms;
+    - ``probe_seconds``;
+
+    and on other epochs the same keys with NaN. :meth:`measure` gives the sharpness columns for any
+    weights (e.g. the initial ones). Nothing here changes the run (see the module docstring).
     """
 
     batches: list[Batch]
@@ -177,6 +186,10 @@ class SharpnessProbe:
     rho: float = 0.05
     trace_samples: int = 0
     last_epoch: int = 0
+    train_data: object = None
+    grad_batches: int = 8
+    grad_batch_size: int = 64
+    seed: int = 0
 
     def __post_init__(self) -> None:
         self.batches = list(self.batches)
@@ -185,28 +198,52 @@ class SharpnessProbe:
 
     @property
     def keys(self) -> list[str]:
-        extra = ["hessian_trace", "hessian_trace_se"] if self.trace_samples > 0 else []
-        return ["probe_loss", "probe_grad_norm", "top_eigenvalue", "sam_sharpness", *extra, "probe_seconds"]
+        keys = ["probe_loss", "probe_grad_norm", "top_eigenvalue", "lanczos_steps", "sam_sharpness"]
+        if self.trace_samples > 0:
+            keys += ["hessian_trace", "hessian_trace_se"]
+        if self.train_data is not None:
+            keys += ["grad_norm_all", "grad_norm_active"]
+        return [*keys, "probe_seconds"]
 
     def measure(self, model: nn.Module) -> dict[str, float]:
-        """Every measurement at the model's current weights."""
-        t0 = time.perf_counter()
+        """The sharpness columns at the model's current weights."""
         with _measuring(model, self.loss_fn, self.batches) as obj:
             sam, loss, gnorm = obj.sam(self.rho)
-            gen = torch.Generator().manual_seed(0)
-            v0 = torch.randn(obj.dim, generator=gen, dtype=obj.dtype).to(obj.device)
-            row = {"probe_loss": loss, "probe_grad_norm": gnorm,
-                   "top_eigenvalue": _lanczos_top(obj.hvp_flat, v0, self.iters, self.tol), "sam_sharpness": sam}
+            top, steps = _lanczos_top(obj.hvp_flat, _start_vector(obj), self.iters, self.tol, with_steps=True)
+        row = {"probe_loss": loss, "probe_grad_norm": gnorm, "top_eigenvalue": top, "lanczos_steps": steps,
+               "sam_sharpness": sam}
         if self.trace_samples > 0:
             row["hessian_trace"], row["hessian_trace_se"] = hessian_trace(
-                model, self.loss_fn, self.batches, samples=self.trace_samples)
-        row["probe_seconds"] = time.perf_counter() - t0
+                model, self.loss_fn, self.batches, samples=self.trace_samples, seed=self.seed)
+        return row
+
+    def active_grad_norms(self, model: nn.Module, mastered: torch.Tensor, epoch: int = 0) -> dict[str, float]:
+        """``grad_norm_all`` and ``grad_norm_active`` (see the class docstring) for the mask ``mastered``."""
+        data = self.train_data
+        active = torch.nonzero(~mastered.to(data.device)).flatten()
+        k = self.grad_batches * self.grad_batch_size
+        picks = {}
+        for name, pool in (("all", torch.arange(len(data), device=data.device)), ("active", active)):
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(pool.numel(), generator=gen)[:k].to(data.device)
+            picks[name] = [c for c in pool[order].split(self.grad_batch_size) if c.numel()]
+        row = {}
+        for name, chunks in picks.items():
+            batches = [(data.inputs(idx, augment=False), data.y[idx]) for idx in chunks]
+            norms = batch_grad_norms(model, self.loss_fn, batches) if batches else []
+            row[f"grad_norm_{name}"] = float(np.mean(norms)) if norms else float("nan")
         return row
 
     def __call__(self, epoch: int, model: nn.Module, tracker=None) -> dict[str, float]:
-        if epoch == 1 or epoch % self.every == 0 or epoch == self.last_epoch:
-            return self.measure(model)
-        return dict.fromkeys(self.keys, float("nan"))
+        if not (epoch == 1 or epoch % self.every == 0 or epoch == self.last_epoch):
+            return dict.fromkeys(self.keys, float("nan"))
+        t0 = time.perf_counter()
+        row = self.measure(model)
+        if self.train_data is not None:
+            mastered = tracker.mastered if tracker is not None else torch.zeros(len(self.train_data), dtype=torch.bool)
+            row.update(self.active_grad_norms(model, mastered, epoch))
+        row["probe_seconds"] = time.perf_counter() - t0
+        return row
 
 
 # ---------------------------------------------------------------------------- internals
@@ -283,6 +320,11 @@ class _Objective:
         return loss1 - loss0_f, loss0_f, gnorm_f
 
 
+def _start_vector(obj: _Objective) -> torch.Tensor:
+    """The fixed random start of Lanczos (seed 0, CPU generator: the same on every device)."""
+    return torch.randn(obj.dim, generator=torch.Generator().manual_seed(0), dtype=obj.dtype).to(obj.device)
+
+
 def _usable(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     t = t.to(device)
     return t.clone() if t.is_inference() else t
@@ -325,8 +367,10 @@ def _strict_fp32(device: torch.device) -> Iterator[None]:
             matmul.allow_tf32, conv.allow_tf32 = old
 
 
-def _lanczos_top(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, iters: int, tol: float) -> float:
-    """Largest eigenvalue of the symmetric operator ``matvec`` by Lanczos with full reorthogonalisation."""
+def _lanczos_top(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, iters: int, tol: float,
+                 with_steps: bool = False):
+    """Largest eigenvalue of the symmetric operator ``matvec`` by Lanczos with full reorthogonalisation
+    (and the number of steps taken if ``with_steps``)."""
     dim = v0.numel()
     basis: list[torch.Tensor] = []
     alphas: list[float] = []
@@ -353,11 +397,11 @@ def _lanczos_top(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tenso
         resid = beta * abs(float(evecs[-1, -1]))
         scale = max(abs(a) for a in alphas) + max(betas, default=0.0)
         if resid <= tol * abs(theta) or beta <= 1e-6 * scale:
-            return theta
+            return (theta, len(alphas)) if with_steps else theta
         betas.append(beta)
         v = w / beta
     if len(alphas) < dim:
         warnings.warn(f"hessian_top_eigenvalue: {len(alphas)} Lanczos steps reached a residual of {resid:.3g} "
                       f"(relative {resid / max(abs(theta), 1e-300):.3g} > tol); raise iters", RuntimeWarning,
                       stacklevel=3)
-    return theta
+    return (theta, len(alphas)) if with_steps else theta

@@ -11,7 +11,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ies import Config, train
-from ies.data import synthetic
+from ies.data import DeviceLoader, synthetic
 from ies.models import build_model
 from ies.sharpness import (
     SharpnessProbe,
@@ -263,13 +263,53 @@ def test_probe_columns_and_no_effect_on_training():
     data = synthetic(500)
     cfg = small_config(epochs=4, threshold=1e-3)
     plain = train(cfg, dataset=data).history
-    probe = SharpnessProbe(fixed_batches(data, 100, batch_size=64), every=2, iters=30)
+    loader = DeviceLoader(data.x_train, data.y_train, torch.device("cpu"))
+    probe = SharpnessProbe(fixed_batches(data, 100, batch_size=64), every=2, iters=30, trace_samples=2,
+                           train_data=loader, grad_batches=2)
     probed = train(cfg, dataset=data, on_epoch_end=probe).history
     shared = [c for c in plain.columns if c != "epoch_seconds"]
     assert probed[shared].equals(plain[shared])
     measured = probed.epoch.isin([1, 2, 4])
     assert probed.loc[measured, probe.keys].notna().all().all()
     assert probed.loc[~measured, probe.keys].isna().all().all()
+    early = probed[probed.epoch <= 2]  # order 2: nothing can be mastered before epoch 3
+    assert (early.n_mastered == 0).all()
+    assert (early.grad_norm_all.dropna() == early.grad_norm_active.dropna()).all()
+
+
+class Recorder(nn.Module):
+    """A linear model that keeps every input batch it sees."""
+
+    def __init__(self, d: int, k: int) -> None:
+        super().__init__()
+        self.lin, self.seen = nn.Linear(d, k), []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        return self.lin(x)
+
+
+def test_active_grad_norms_draw_only_unmastered_samples():
+    data = synthetic(500)
+    loader = DeviceLoader(data.x_train, data.y_train, torch.device("cpu"))
+    mastered = torch.zeros(data.num_train, dtype=torch.bool)
+    mastered[::3] = True
+    model = Recorder(data.x_train.shape[1], data.num_classes)
+    probe = SharpnessProbe([], train_data=loader, grad_batches=4, grad_batch_size=16)
+    row = probe.active_grad_norms(model, mastered, epoch=3)
+    assert len(model.seen) == 8
+    def rows_of(batch):
+        return (batch[:, None, :] == data.x_train[None]).all(-1).float().argmax(1)
+    drawn_all = torch.cat([rows_of(b) for b in model.seen[:4]])
+    drawn_active = torch.cat([rows_of(b) for b in model.seen[4:]])
+    assert mastered[drawn_all].any() and not mastered[drawn_active].any()
+    assert len(set(drawn_active.tolist())) == 64  # no sample twice
+    expected = batch_grad_norms(model, F.cross_entropy, [(data.x_train[i], data.y_train[i])
+                                                         for i in drawn_active.split(16)])
+    assert row["grad_norm_active"] == pytest.approx(sum(expected) / 4, rel=1e-6)
+    none = probe.active_grad_norms(model, torch.zeros_like(mastered), epoch=3)
+    assert none["grad_norm_all"] == none["grad_norm_active"] == row["grad_norm_all"]
+    assert math.isnan(probe.active_grad_norms(model, torch.ones_like(mastered))["grad_norm_active"])
 
 
 def test_fixed_batches_is_a_seeded_subset_of_the_training_split():
