@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from .config import Config
 from .data import ArrayDataset, DeviceLoader, load_dataset
-from .models import build_model
+from .models import FixedShapeCompiled, build_model
 from .tracker import MasteryTracker
 
 HISTORY_COLUMNS = [
@@ -145,7 +145,8 @@ def train(
     cuda = device.type == "cuda"
     if cuda and cfg.channels_last and data.is_image:
         model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if cfg.compile else model
+    # compiled graphs only ever see these batch sizes; each pass's remainder batch runs eagerly
+    step_model = FixedShapeCompiled(model, (cfg.batch_size, cfg.eval_batch_size)) if cfg.compile else model
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.amp) else contextlib.nullcontext()
     opt, sched = make_optimizer(cfg, model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -155,9 +156,11 @@ def train(
     tracker = MasteryTracker(n, ies_threshold, cfg.order, cfg.window, cfg.patience, cfg.rule, device=device)
     budget = random_budget(cfg.random_budget, cfg.epochs) if cfg.selector == "random" else None
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    channels_last = cuda and cfg.channels_last
     train_data = DeviceLoader(data.x_train, data.y_train, device, mean=data.mean, std=data.std,
-                              augment=cfg.augment, generator=gen)
-    test_data = DeviceLoader(data.x_test, data.y_test, device, mean=data.mean, std=data.std)
+                              augment=cfg.augment, generator=gen, channels_last=channels_last)
+    test_data = DeviceLoader(data.x_test, data.y_test, device, mean=data.mean, std=data.std,
+                             channels_last=channels_last)
     anneal_from = cfg.epochs - round(cfg.anneal_fraction * cfg.epochs)
 
     out = Path(cfg.output) if cfg.output else None
