@@ -40,6 +40,7 @@ from torch import nn
 from .config import Config
 from .data import ArrayDataset, DeviceLoader, load_dataset
 from .models import Float32Linear, build_model
+from .train import RunResult, train
 
 #: The strengths of the L2 term tried by the probe (on the mean cross-entropy, standardised features).
 DEFAULT_L2_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
@@ -456,6 +457,19 @@ class ProbeConfig:
     """Batch size of the feature extraction."""
 
 
+@dataclass
+class TransferRun:
+    """Everything about one (method, seed) of :func:`transfer_experiment`, for a closer look: the table
+    ``row``, the pretraining run (``None`` for ``scratch``), the pretrained ``model``, the probe and
+    the fine-tuning results."""
+
+    row: dict
+    pretrain: RunResult | None
+    model: nn.Module
+    probe: ProbeResult
+    finetune: FineTuneResult
+
+
 def transfer_experiment(
     cfg: Config,
     source: ArrayDataset,
@@ -466,7 +480,7 @@ def transfer_experiment(
     finetune: FineTuneConfig = FineTuneConfig(),  # noqa: B008
     scratch: bool = False,
     progress: bool = True,
-    on_row: Callable[[dict], None] | None = None,
+    on_run: Callable[[TransferRun], None] | None = None,
 ) -> pd.DataFrame:
     """Pretrain on ``source`` with the baseline and with IES, then probe and fine-tune on ``target``.
 
@@ -481,44 +495,40 @@ def transfer_experiment(
     Returns one row per (method, seed): ``method``, ``seed``, ``source_accuracy`` (final test accuracy
     on the source), ``backprop_saved`` (excluded sample-epochs / (N x epochs)), ``pretrain_seconds``,
     ``probe_accuracy``, ``probe_l2`` (the chosen strength), ``finetune_accuracy``, ``finetune_seconds``.
-    ``on_row`` is called with each row as it is made.
+    ``on_run`` is called with a :class:`TransferRun` as each row is made (keep what you need: the
+    models of every run are not kept).
     """
     if cfg.threshold <= 0 or cfg.selector != "ies":
         raise ValueError("transfer_experiment needs an IES configuration: selector='ies' and threshold > 0")
     if not seeds:
         raise ValueError("seeds must not be empty")
-    methods = {"baseline": 0.0, "ies": cfg.threshold}
     rows = []
     for seed in seeds:
-        models = {}
-        for method, threshold in methods.items():
-            run = _pretrain(cfg.replace(seed=int(seed), threshold=threshold, progress=progress), source)
-            models[method] = (run.model, run.metrics["test_accuracy"], run.metrics["backprop_saving"],
-                              run.metrics["wall_time_s"])
+        seed = int(seed)
+        runs = {m: train(cfg.replace(seed=seed, threshold=t, progress=progress), dataset=source)
+                for m, t in (("baseline", 0.0), ("ies", cfg.threshold))}
+        models = {m: (r.model, r) for m, r in runs.items()}
         if scratch:
-            torch.manual_seed(int(seed))
+            torch.manual_seed(seed)
             model = build_model(cfg.model, tuple(source.x_train.shape[1:]), source.num_classes)
-            device = _model_device(next(iter(models.values()))[0])
-            models["scratch"] = (model.to(device), float("nan"), float("nan"), 0.0)
-        for method, (model, source_acc, saved, seconds) in models.items():
+            models["scratch"] = (model.to(_model_device(runs["baseline"].model)), None)
+        for method, (model, run) in models.items():
             p = linear_probe(model, target, batch_size=probe.batch_size, l2_grid=probe.l2_grid,
-                             val_fraction=probe.val_fraction, seed=int(seed), max_iter=probe.max_iter)
-            ft = fine_tune(model, target, finetune, seed=int(seed), progress=progress)
+                             val_fraction=probe.val_fraction, seed=seed, max_iter=probe.max_iter)
+            ft = fine_tune(model, target, finetune, seed=seed, progress=progress)
+            nan = float("nan")
             row = {
-                "method": method, "seed": int(seed), "source_accuracy": source_acc, "backprop_saved": saved,
-                "pretrain_seconds": seconds, "probe_accuracy": p.test_accuracy, "probe_l2": p.l2,
+                "method": method, "seed": seed,
+                "source_accuracy": run.metrics["test_accuracy"] if run else nan,
+                "backprop_saved": run.metrics["backprop_saving"] if run else nan,
+                "pretrain_seconds": run.metrics["wall_time_s"] if run else nan,
+                "probe_accuracy": p.test_accuracy, "probe_l2": p.l2,
                 "finetune_accuracy": ft.test_accuracy, "finetune_seconds": ft.seconds,
             }
             rows.append(row)
-            if on_row is not None:
-                on_row(row)
+            if on_run is not None:
+                on_run(TransferRun(row, run, model, p, ft))
     return pd.DataFrame(rows)
-
-
-def _pretrain(cfg: Config, source: ArrayDataset):
-    from .train import train
-
-    return train(cfg, dataset=source)
 
 
 def summary_table(df: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
@@ -541,12 +551,17 @@ def paired_difference(
 
 @dataclass
 class Verdict:
-    """The paired comparison of one metric, IES - baseline, over seeds (see :func:`claim_verdict`)."""
+    """The paired comparison of one metric, IES - baseline, over seeds (see :func:`claim_verdict`).
+
+    ``mean``, ``std``: of the per-seed differences; ``ci_low``, ``ci_high``: the two-sided confidence
+    interval of their mean (Student t, ``n - 1`` degrees of freedom); ``wins``: seeds where IES is
+    ahead; ``supports``: ``True`` / ``False`` / ``None`` (undecided); ``text``: one sentence."""
 
     metric: str
     mean: float
     std: float
-    stderr: float
+    ci_low: float
+    ci_high: float
     n: int
     wins: int
     claimed: float
@@ -554,31 +569,40 @@ class Verdict:
     text: str = field(repr=False)
 
 
-def claim_verdict(df: pd.DataFrame, metric: str = "finetune_accuracy", claimed: float = 0.015) -> Verdict:
-    """Does ``df`` support the claim that IES pretraining transfers better (by about ``claimed``)?
+def claim_verdict(
+    df: pd.DataFrame, metric: str = "finetune_accuracy", claimed: float = 0.015, confidence: float = 0.95
+) -> Verdict:
+    """Do the runs of ``df`` support the claim that IES pretraining transfers better (by about ``claimed``)?
 
-    Takes the per-seed difference IES - baseline of ``metric``: its mean ``d``, standard deviation and
-    standard error ``se``. ``supports`` is ``True`` when ``d > 2 se`` (IES better beyond the seed
-    noise), ``False`` when ``d < -2 se`` (IES worse) and ``None`` when ``|d| <= 2 se`` or fewer than two
-    seeds (no detectable difference either way). ``text`` says so in a sentence, with ``d`` next to the
-    claimed gain.
+    A paired comparison: the per-seed difference IES - baseline of ``metric`` and the ``confidence``
+    interval of its mean (Student t). ``supports`` is ``True`` when the whole interval is above 0 (IES
+    better beyond the seed-to-seed noise), ``False`` when it is below 0 (IES worse) and ``None``
+    otherwise, or with fewer than two seeds (no interval). ``text`` says so in a sentence, with the
+    difference next to the claimed gain and whether the interval contains it.
     """
+    from scipy import stats
+
     diff = paired_difference(df, metric)
     n = int(diff.size)
     mean = float(diff.mean()) if n else float("nan")
     std = float(diff.std()) if n > 1 else float("nan")
-    se = std / math.sqrt(n) if n > 1 else float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n) if n > 1 else float("nan")
+    low, high = mean - half, mean + half
     wins = int((diff > 0).sum())
     label = metric.replace("_", " ")
+    pct = f"{100 * confidence:g} %"
     if n < 2:
         supports, how = None, "cannot be judged from fewer than two seeds"
-    elif mean > 2 * se:
-        supports, how = True, "supports the claim: IES is better by more than two standard errors"
-    elif mean < -2 * se:
-        supports, how = False, "contradicts the claim: IES is worse by more than two standard errors"
+    elif low > 0:
+        supports, how = True, f"supports the claim: the whole {pct} interval is above 0"
+    elif high < 0:
+        supports, how = False, f"contradicts the claim: IES is worse, the whole {pct} interval is below 0"
     else:
-        supports, how = None, "neither supports nor contradicts the claim: the difference is within two standard errors"
-    se_text = f" +- {100 * se:.2f} (standard error)" if n > 1 else ""
-    text = (f"{label}: IES - baseline = {100 * mean:+.2f}{se_text} points over {n} seed(s), IES ahead in "
-            f"{wins} of {n}; the paper reports about {100 * claimed:+.1f}. Our run {how}.")
-    return Verdict(metric, mean, std, se, n, wins, claimed, supports, text)
+        supports, how = None, f"neither supports nor contradicts the claim: the {pct} interval contains 0"
+    interval = f" ({pct} interval {100 * low:+.2f} .. {100 * high:+.2f})" if n > 1 else ""
+    size = ""
+    if n > 1:
+        size = f"; the claimed {100 * claimed:+.1f} is {'inside' if low <= claimed <= high else 'outside'} the interval"
+    text = (f"{label}: IES - baseline = {100 * mean:+.2f} points{interval} over {n} seed(s), IES ahead in "
+            f"{wins} of {n}; the paper reports about {100 * claimed:+.1f}. Our runs {how}{size}.")
+    return Verdict(metric, mean, std, low, high, n, wins, claimed, supports, text)

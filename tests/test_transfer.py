@@ -222,9 +222,11 @@ def test_transfer_experiment_table_and_summary():
     rows = []
     df = transfer_experiment(cfg, source, target, seeds=[0, 1], scratch=True, progress=False,
                              probe=ProbeConfig(l2_grid=(1e-1, 1e-3)), finetune=FineTuneConfig(epochs=2),
-                             on_row=rows.append)
+                             on_run=rows.append)
     assert df["method"].tolist() == ["baseline", "ies", "scratch"] * 2 and df["seed"].tolist() == [0] * 3 + [1] * 3
-    assert len(rows) == 6
+    pd.testing.assert_frame_equal(pd.DataFrame([r.row for r in rows]), df)
+    assert rows[0].pretrain.history["forward_only_samples"].sum() == 0 and rows[2].pretrain is None
+    assert rows[1].probe.test_accuracy == df["probe_accuracy"][1] and len(rows[1].finetune.history) == 2
     base, ies_ = df[df.method == "baseline"], df[df.method == "ies"]
     assert (base["backprop_saved"] == 0).all() and (ies_["backprop_saved"] > 0).all()
     assert df[df.method == "scratch"]["source_accuracy"].isna().all()
@@ -253,12 +255,17 @@ def test_claim_verdict_on_hand_made_numbers():
                      {"method": "ies", "seed": s, "finetune_accuracy": 0.5 + d}]
         return pd.DataFrame(rows)
 
-    up = claim_verdict(table([0.02, 0.03, 0.01]))  # mean 0.02, std 0.01, se 0.01/sqrt(3)
-    assert up.mean == pytest.approx(0.02) and up.std == pytest.approx(0.01)
-    assert up.stderr == pytest.approx(0.01 / math.sqrt(3)) and up.wins == 3 and up.n == 3
+    up = claim_verdict(table([0.02, 0.025, 0.015]))  # mean 0.02, std 0.005, t(0.975, 2) = 4.302653
+    half = 4.302653 * 0.005 / math.sqrt(3)
+    assert up.mean == pytest.approx(0.02) and up.std == pytest.approx(0.005) and up.wins == 3 and up.n == 3
+    assert (up.ci_low, up.ci_high) == pytest.approx((0.02 - half, 0.02 + half), rel=1e-6)
     assert up.supports is True and "supports the claim" in up.text and "+2.00" in up.text
-    assert claim_verdict(table([-0.02, -0.03, -0.01])).supports is False
+    assert "+1.5 is inside the interval" in up.text
+    assert claim_verdict(table([-0.02, -0.025, -0.015])).supports is False
+    assert claim_verdict(table([0.02, 0.03, 0.01])).supports is None  # std 0.01: the interval reaches below 0
     flat = claim_verdict(table([0.02, -0.02, 0.01]))
     assert flat.supports is None and flat.wins == 2 and "neither" in flat.text
     assert claim_verdict(table([0.05])).supports is None
+    # two seeds: t(0.975, 1) = 12.706, so 0.01 and 0.02 do not exclude 0
+    assert claim_verdict(table([0.01, 0.02])).supports is None
     assert paired_difference(table([0.1, 0.2]), "finetune_accuracy").round(12).tolist() == [0.1, 0.2]
