@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .checkpoint import write_json
 
 PROFILES = ("smoke", "teaching", "full")
@@ -46,3 +48,63 @@ def in_colab() -> bool:
     except ImportError:
         return False
     return True
+
+
+# ---------------------------------------------------------------------- analysis of recorded runs
+def mastery_over_time(
+    loss_matrix: torch.Tensor,
+    threshold: float,
+    *,
+    rule: str = "official",
+    order: int = 2,
+    window: int = 3,
+    patience: int = 1,
+) -> torch.Tensor:
+    """``(N, T)`` bool: the decision a :class:`~ies.MasteryTracker` fed the losses of ``loss_matrix``
+    (``(N, T)``, oldest epoch first) would take at the end of every epoch (False before its
+    look-back is complete). Replays any rule on recorded trajectories, e.g. ``order=0..3`` on one
+    baseline run."""
+    from .criteria import lookback, mastered_mask
+
+    n, t_max = loss_matrix.shape
+    need = lookback(rule, order, window, patience)
+    out = torch.zeros(n, t_max, dtype=torch.bool)
+    for t in range(need, t_max + 1):
+        window_losses = loss_matrix[:, t - need : t]
+        out[:, t - 1] = mastered_mask(window_losses, threshold, rule=rule, order=order, window=window,
+                                      patience=patience).cpu()
+    return out
+
+
+def first_epoch(mask: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` int64: the 1-based epoch at which each row of ``mask`` (``(N, T)`` bool) is first
+    True, 0 where it never is."""
+    mask = mask.bool()
+    first = mask.int().argmax(dim=1) + 1
+    return torch.where(mask.any(dim=1), first, torch.zeros_like(first)).long()
+
+
+def reentries(mask: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` int64: how often each sample went from mastered (True) to not mastered (False)
+    between consecutive epochs of ``mask`` (``(N, T)`` bool)."""
+    mask = mask.bool()
+    return (mask[:, :-1] & ~mask[:, 1:]).sum(dim=1)
+
+
+def coefficient_of_variation(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """std / mean along ``dim`` (float64; NaN entries ignored; NaN where the mean is 0)."""
+    values = values.double()
+    mean = values.nanmean(dim=dim)
+    centred = values - mean.unsqueeze(dim)
+    count = (~values.isnan()).sum(dim=dim)
+    std = (centred.pow(2).nansum(dim=dim) / (count - 1).clamp(min=1)).sqrt()
+    return torch.where(mean != 0, std / mean, torch.full_like(mean, float("nan")))
+
+
+def flop_ideal_speedup(saving: float, backward_cost: float = 2.0) -> float:
+    """The speedup of an epoch if time were proportional to FLOPs: a trained sample costs one
+    forward plus a backward of ``backward_cost`` forwards, a mastered one only its no-grad forward.
+    With backward = 2 forwards: ``1 / (1 - 2 s / 3)`` for a fraction ``s`` of samples saved."""
+    if not 0 <= saving <= 1:
+        raise ValueError(f"saving must be in [0, 1], got {saving}")
+    return 1.0 / (1.0 - saving * backward_cost / (1.0 + backward_cost))

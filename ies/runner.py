@@ -1,0 +1,201 @@
+"""``python -m ies notebooks``: run every course notebook with papermill, in order, then a summary table.
+
+Each ``notebooks/NN_name.ipynb`` runs with the parameters ``PROFILE``, ``DEVICE``, ``DATA_DIR``,
+``SEED`` (when given) and ``OUTPUT_DIR = RUN_DIR/NN_name``; the executed notebook is saved as
+``RUN_DIR/NN_name.ipynb``. The kernel is this Python (``sys.executable``), whatever ``python3``
+kernelspec Jupyter would otherwise find, and runs in the repository root. The first failing notebook
+stops the run, naming the notebook and the failing cell's error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ThisPythonKernelManager(AsyncKernelManager):
+    """Starts the ``python3`` kernel with the interpreter running this process, so that the
+    notebooks import the same ``ies`` (a ``python3`` kernelspec in the user's Jupyter folder may
+    point at another Python)."""
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if "ipykernel_launcher" in cmd:  # a Python kernel: use our interpreter, keep its arguments
+            cmd[0] = sys.executable
+        return cmd
+
+
+@dataclass
+class NotebookResult:
+    """The outcome of one notebook: ``status`` is ``ok``, ``failed`` or ``not run``."""
+
+    name: str
+    status: str = "not run"
+    seconds: float = float("nan")
+    metrics: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def repo_root() -> Path:
+    """The folder holding ``notebooks/``: the repository of this package (editable install) or else
+    the current directory (a plain install run from a clone's root)."""
+    for root in (PACKAGE_ROOT, Path.cwd()):
+        if (root / "notebooks").is_dir():
+            return root
+    raise FileNotFoundError(
+        f"no notebooks/ folder next to the package ({PACKAGE_ROOT}) or in the current directory ({Path.cwd()}); "
+        "run from the repository root or pass --notebooks DIR"
+    )
+
+
+def find_notebooks(folder: Path, only: str = "") -> list[Path]:
+    """``folder``'s ``NN_*.ipynb`` in name order, restricted to ``only`` (comma-separated numbers
+    ``01,03`` or names ``01_finite_differences``) when given. An unknown entry is an error."""
+    found = sorted(folder.glob(NOTEBOOK_GLOB))
+    if not only:
+        return found
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    chosen = []
+    for w in wanted:
+        stem = w.removesuffix(".ipynb")
+        match = [p for p in found if p.stem == stem or p.stem[:2] == stem.zfill(2)]
+        if not match:
+            names = ", ".join(p.stem for p in found) or "none"
+            raise ValueError(f"--only: no notebook {w!r} in {folder} (there are: {names})")
+        chosen += [p for p in match if p not in chosen]
+    return sorted(chosen)
+
+
+def run_notebook(path: Path, out_dir: Path, parameters: dict, cwd: Path, progress: bool = True) -> NotebookResult:
+    """Execute ``path`` with papermill into ``out_dir/<name>.ipynb`` with ``OUTPUT_DIR =
+    out_dir/<name>``; return its result (the cell's error on failure, never raising for it)."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    name = path.stem
+    notebook_out = out_dir / name
+    params = {**parameters, "OUTPUT_DIR": str(notebook_out)}
+    result = NotebookResult(name)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(path), str(out_dir / f"{name}.ipynb"), parameters=params, kernel_name="python3",
+            cwd=str(cwd), progress_bar=progress, kernel_manager_class=ThisPythonKernelManager,
+        )
+        result.status = "ok"
+    except PapermillExecutionError as e:
+        result.status = "failed"
+        first_line = next((line for line in str(e.source).splitlines() if line.strip()), "")
+        result.error = f"cell {e.cell_index} (In [{e.exec_count}]: {first_line.strip()[:60]!r}): {e.ename}: {e.evalue}"
+    except Exception as e:  # the kernel died, could not start, the notebook is unreadable, ...
+        result.status = "failed"
+        result.error = f"{type(e).__name__}: {e}"
+    result.seconds = time.perf_counter() - start
+    metrics_file = notebook_out / "metrics.json"
+    if result.status == "ok" and metrics_file.exists():
+        result.metrics = json.loads(metrics_file.read_text())
+    return result
+
+
+def key_metrics(metrics: dict, limit: int = 4) -> str:
+    """The first ``limit`` top-level numbers of a ``metrics.json``, ``name=value``."""
+    items = []
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float):
+            text = "nan" if math.isnan(value) else f"{value:.4g}"
+        else:
+            text = str(value)
+        items.append(f"{key}={text}")
+        if len(items) == limit:
+            break
+    return "  ".join(items)
+
+
+def summary_table(results: list[NotebookResult]) -> str:
+    """A plain-text table: notebook, status, seconds, key metrics."""
+    width = max([len("notebook")] + [len(r.name) for r in results])
+    lines = [f"{'notebook':<{width}}  {'status':<8}{'seconds':>9}  key metrics"]
+    for r in results:
+        secs = "" if math.isnan(r.seconds) else f"{r.seconds:.1f}"
+        lines.append(f"{r.name:<{width}}  {r.status:<8}{secs:>9}  {key_metrics(r.metrics)}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ies notebooks",
+        description="Run the course notebooks in order with papermill, then print a summary table.",
+    )
+    parser.add_argument("--profile", default="teaching", choices=("smoke", "teaching", "full"),
+                        help="smoke (seconds, CI), teaching (default; MNIST-1D on a CPU), full (paper settings, GPU)")
+    parser.add_argument("--output", metavar="RUN_DIR", default="",
+                        help="folder for the executed notebooks and their outputs (default: runs/notebooks-<time>)")
+    parser.add_argument("--only", default="", help="comma-separated notebooks to run, e.g. 01,03")
+    parser.add_argument("--device", default=None, help="DEVICE of every notebook (default: the notebooks' auto)")
+    parser.add_argument("--data-dir", default=None, help="DATA_DIR of every notebook (default: the package cache)")
+    parser.add_argument("--seed", type=int, default=None, help="SEED of every notebook (default: the notebooks' 0)")
+    parser.add_argument("--notebooks", metavar="DIR", default="",
+                        help="folder of NN_*.ipynb notebooks (default: notebooks/ of the repository)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no per-cell progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.notebooks:
+            folder = Path(args.notebooks).resolve()
+            cwd = folder.parent
+        else:
+            cwd = repo_root()
+            folder = cwd / "notebooks"
+        notebooks = find_notebooks(folder, args.only)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not notebooks:
+        print(f"error: no {NOTEBOOK_GLOB} notebooks in {folder}", file=sys.stderr)
+        return 2
+    out = Path(args.output or f"runs/notebooks-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    parameters = {"PROFILE": args.profile}
+    for name, value in (("DEVICE", args.device), ("DATA_DIR", args.data_dir), ("SEED", args.seed)):
+        if value is not None:
+            parameters[name] = value
+
+    print(f"running {len(notebooks)} notebook(s) from {folder}, profile {args.profile}, into {out}", flush=True)
+    results = [NotebookResult(p.stem) for p in notebooks]
+    failed = None
+    for i, path in enumerate(notebooks):
+        step = f"[{i + 1}/{len(notebooks)}] {path.stem}"
+        print(f"{step} ...", flush=True)
+        results[i] = run_notebook(path, out, parameters, cwd, progress=args.progress)
+        print(f"{step}: {results[i].status} in {results[i].seconds:.1f} s", flush=True)
+        if results[i].status != "ok":
+            failed = results[i]
+            break
+    table = summary_table(results)
+    (out / "summary.txt").write_text(table + "\n")
+    print("\n" + table)
+    if failed is not None:
+        print(f"\nnotebook {failed.name} failed: {failed.error}\n"
+              f"the executed notebook, with the traceback, is {out / (failed.name + '.ipynb')}", file=sys.stderr)
+        return 1
+    print(f"\nexecuted notebooks and their outputs in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
