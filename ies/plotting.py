@@ -37,3 +37,48 @@ def save(fig: plt.Figure, out: str | Path, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
     return path
+
+
+def order_color(order: int) -> str:
+    """The colour of the order-``order`` difference D_N (N = 0..3), the same in every notebook."""
+    palette = sns.color_palette("viridis", 4).as_hex()
+    return palette[int(order) % len(palette)]
+
+
+def plot_examples(axes, x, titles=None, color: str | None = None) -> None:
+    """Draw one training example per axis: 1-D signals (``(K, L)``) as lines, images
+    (``(K, H, W, C)`` uint8 or float in [0, 1]) with ``imshow``; ``titles`` one string each."""
+    axes = list(getattr(axes, "flat", axes))
+    for i, ax in enumerate(axes):
+        if i >= len(x):
+            ax.set_axis_off()
+            continue
+        sample = x[i].detach().cpu().numpy() if hasattr(x[i], "detach") else x[i]
+        if sample.ndim == 1:
+            ax.plot(sample, color=color or method_color("baseline"), lw=1.2)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.imshow(sample.squeeze(), cmap="gray" if sample.shape[-1] == 1 else None)
+            ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9, fontweight="normal")
+
+
+def shade(ax: plt.Axes, mask, *, start: int = 1, color: str | None = None, alpha: float = 0.2,
+          label: str | None = None) -> None:
+    """Shade the x-ranges where the boolean sequence ``mask`` is True (entry ``j`` at x =
+    ``start + j``, e.g. epochs), labelling the first span only."""
+    values = [bool(v) for v in mask]
+    j = 0
+    while j < len(values):
+        if values[j]:
+            k = j
+            while k + 1 < len(values) and values[k + 1]:
+                k += 1
+            ax.axvspan(start + j - 0.5, start + k + 0.5, color=color or method_color("ies"), alpha=alpha,
+                       lw=0, label=label)
+            label = None
+            j = k + 1
+        else:
+            j += 1
