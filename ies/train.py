@@ -156,7 +156,7 @@ def train(
     tracker = MasteryTracker(n, ies_threshold, cfg.order, cfg.window, cfg.patience, cfg.rule, device=device)
     budget = random_budget(cfg.random_budget, cfg.epochs) if cfg.selector == "random" else None
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    channels_last = cuda and cfg.channels_last
+    channels_last = cfg.channels_last  # image batches; the model is converted on CUDA only (above)
     train_data = DeviceLoader(data.x_train, data.y_train, device, mean=data.mean, std=data.std,
                               augment=cfg.augment, generator=gen, channels_last=channels_last)
     test_data = DeviceLoader(data.x_test, data.y_test, device, mean=data.mean, std=data.std,
