@@ -14,7 +14,7 @@ MODELS = ("auto", "mlp", "cnn1d", "small_cnn", "resnet18", "resnet34")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("exponential", "constant", "cosine")
 RULES = ("official", "paper")
-SELECTORS = ("ies", "random")
+SELECTORS = ("ies", "random", "loss")
 LOSS_SOURCES = ("official", "clean")
 
 
@@ -77,7 +77,8 @@ class Config:
     """``paper``: consecutive epochs below delta; ``official``: moving averages summed (the authors' k)."""
     selector: str = "ies"
     """``ies`` (the rule above) or ``random``: each epoch exclude a uniformly random set of the size
-    given by ``random_budget`` (the matched-budget control)."""
+    given by ``random_budget`` (the matched-budget control). ``loss`` is shorthand for the N = 0 rule
+    (raw loss < delta for ``patience`` epochs): it becomes ``ies`` with ``order=0``, ``rule="paper"``."""
     random_budget: str = ""
     """For ``selector=random``: a reference run's ``history.csv`` whose ``forward_only_samples``
     column gives the number of samples to exclude in each epoch."""
@@ -121,6 +122,9 @@ class Config:
     """Show a tqdm progress bar over epochs."""
 
     def __post_init__(self) -> None:
+        if self.selector == "loss":  # shorthand, see the field's docstring
+            for name, value in (("selector", "ies"), ("order", 0), ("rule", "paper")):
+                object.__setattr__(self, name, value)
         for f in fields(self):
             _check_type(f, getattr(self, f.name))
         choices = {
