@@ -1,0 +1,243 @@
+"""``ies.sweep``: planning (ids, grid, dependencies), running in processes (cache, failures,
+matched random control, resume), and the analysis of the results table."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from ies import Config, train
+from ies.sweep import (
+    aggregate,
+    expand,
+    load_histories,
+    main,
+    paired_difference,
+    paper_claims,
+    plan,
+    run_id,
+    run_sweep,
+    setting_id,
+    train_command,
+)
+
+TINY = Config(dataset="synthetic", dataset_size=300, model="mlp", batch_size=32, epochs=6, progress=False)
+
+
+# ---------------------------------------------------------------------- planning
+def test_run_id_is_readable_in_field_order_and_cast():
+    assert run_id({"seed": 1, "threshold": 1e-3, "order": 3}) == "threshold=0.001_order=3_seed=1"
+    assert run_id({"anneal_fraction": 0.1, "augment": False}) == "augment=false_anneal_fraction=0.1"
+    assert run_id({}) == "base"
+    assert run_id({"dataset": "/data/x.npz"}).startswith("dataset=h")  # no slashes in folder names
+    assert setting_id({"threshold": "1e-3", "seed": "0"}) == setting_id({"threshold": 0.001}) == "threshold=0.001"
+    assert run_id({"selector": "random", "random_budget": "@threshold=0.001"}) == "selector=random"
+
+
+def test_expand_is_the_grid_product_plus_points_crossed_with_the_free_axes():
+    got = expand({"threshold": [0, 1e-3], "seed": [0, 1]}, [{"order": 3}, {"order": 1, "seed": 5}, {"threshold": 0}])
+    assert got == [
+        {"threshold": 0, "seed": 0}, {"threshold": 0, "seed": 1},
+        {"threshold": 1e-3, "seed": 0}, {"threshold": 1e-3, "seed": 1},
+        {"order": 3, "threshold": 0, "seed": 0}, {"order": 3, "threshold": 0, "seed": 1},
+        {"order": 3, "threshold": 1e-3, "seed": 0}, {"order": 3, "threshold": 1e-3, "seed": 1},
+        {"order": 1, "seed": 5, "threshold": 0}, {"order": 1, "seed": 5, "threshold": 1e-3},
+        # {"threshold": 0} x seeds duplicates the first two and is dropped
+    ]
+    assert expand(None, [{"order": 1}]) == [{"order": 1}]
+    assert expand({"seed": "3"}) == [{"seed": "3"}]  # a single value is an axis of one
+    assert expand() == [{}]
+
+
+def test_plan_orders_random_controls_after_their_reference(tmp_path):
+    runs = plan(TINY, {"seed": [0, 1]}, [{"threshold": 0.0}, {"threshold": 0.01}], output=tmp_path,
+                random_control=[{"threshold": 0.01}])
+    ids = [r.run_id for r in runs]
+    twins = [r for r in runs if r.config is not None and r.config.selector == "random"]
+    assert [t.run_id for t in twins] == [f"threshold=0.01_selector=random_seed={s}" for s in (0, 1)]
+    for t in twins:
+        assert ids.index(t.depends_on) < ids.index(t.run_id)
+        assert t.config.random_budget == str(tmp_path / t.depends_on / "history.csv")
+        assert t.config.threshold == 0.01 and t.config.seed == runs[ids.index(t.depends_on)].config.seed
+    # True: every run that can exclude something (not the baseline, not the twins themselves)
+    everything = plan(TINY, {"threshold": [0.0, 0.01]}, output=tmp_path, random_control=True)
+    assert [r.run_id for r in everything] == ["threshold=0", "threshold=0.01", "threshold=0.01_selector=random"]
+
+
+def test_plan_finds_a_dependency_given_as_a_path_and_puts_it_first(tmp_path):
+    ref = tmp_path / "threshold=0.01" / "history.csv"
+    runs = plan(TINY, None, [{"selector": "random", "random_budget": str(ref)}, {"threshold": 0.01}], output=tmp_path)
+    assert [r.run_id for r in runs][0] == "threshold=0.01"
+    assert runs[1].depends_on == "threshold=0.01"
+
+
+def test_plan_marks_bad_points_invalid_instead_of_raising(tmp_path):
+    runs = {r.run_id: r for r in plan(TINY, None, [{"lr": -1}, {"thresold": 0.1}, {"order": "two"},
+                                                   {"selector": "random", "random_budget": "@nope"},
+                                                   {"output": "elsewhere"}, {}], output=tmp_path)}
+    assert "lr must be" in runs["lr=-1"].error
+    assert "did you mean 'threshold'" in runs["thresold=0.1"].error
+    assert "order must be int" in runs["order=two"].error
+    assert "'nope'" in runs["selector=random"].error
+    assert "set by the sweep" in runs["output=elsewhere"].error
+    assert all(r.config is None for k, r in runs.items() if k != "base")
+    assert runs["base"].config == TINY.replace(output=str(tmp_path / "base"))
+
+
+def test_train_command_round_trips_the_config(tmp_path):
+    from ies.cli import _config_from, build_parser
+
+    cfg = TINY.replace(threshold=1e-4, augment=False, rule="paper", output=str(tmp_path / "x"), anneal_fraction=0.1)
+    argv = train_command(cfg)[3:]
+    args = build_parser().parse_args(argv)
+    assert argv[-1] == "--no-progress"
+    assert _config_from(args) == cfg
+
+
+# ---------------------------------------------------------------------- running
+def _status(table):
+    return dict(zip(table["run_id"], table["status"], strict=True))
+
+
+def test_sweep_runs_caches_survives_a_failure_and_matches_the_random_budget(tmp_path):
+    out = tmp_path / "sweep"
+    points = [{"threshold": 0.0}, {"threshold": 0.05, "order": 1},
+              {"dataset": str(tmp_path / "missing.npz")},  # valid config, fails in its process
+              {"lr": -1.0}]                                  # invalid: never started
+    kwargs = dict(output=out, jobs=2, random_control=[{"threshold": 0.05, "order": 1}], progress=False)
+    table = run_sweep(TINY, None, points, **kwargs)
+    status = _status(table)
+    failing = next(k for k in status if k.startswith("dataset="))
+    assert status == {"threshold=0": "done", "threshold=0.05_order=1": "done", failing: "failed",
+                      "lr=-1": "invalid", "threshold=0.05_order=1_selector=random": "done"}
+    errors = dict(zip(table["run_id"], table["error"], strict=True))
+    assert "missing.npz" in errors[failing] and "lr must be" in errors["lr=-1"]
+    assert pd.read_csv(out / "results.csv")["run_id"].tolist() == table["run_id"].tolist()
+
+    # the matched random control excluded exactly what its reference excluded, epoch by epoch
+    ref = pd.read_csv(out / "threshold=0.05_order=1" / "history.csv")["forward_only_samples"]
+    twin = pd.read_csv(out / "threshold=0.05_order=1_selector=random" / "history.csv")["forward_only_samples"]
+    assert ref.sum() > 0 and ref.tolist() == twin.tolist()
+    rows = table.set_index("run_id")
+    assert rows.loc["threshold=0.05_order=1_selector=random", "backprop_saving"] == pytest.approx(
+        rows.loc["threshold=0.05_order=1", "backprop_saving"])
+    assert rows.loc["threshold=0", "backprop_saving"] == 0.0
+    assert rows.loc["threshold=0", "epochs_completed"] == 6 and rows.loc["threshold=0", "process_seconds"] > 0
+    assert math.isnan(rows.loc[failing, "test_accuracy"])
+    histories = load_histories(table, out)
+    assert len(histories) == 3 * 6 and histories["mastered_fraction"].between(0, 1).all()
+
+    # again: finished runs are not re-run (files untouched), the failed one is tried again
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")}
+    again = run_sweep(TINY, None, points, **kwargs)
+    assert _status(again) == {**status, "threshold=0": "cached", "threshold=0.05_order=1": "cached",
+                              "threshold=0.05_order=1_selector=random": "cached"}
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")}
+    assert again.loc[again["status"] == "cached", "test_accuracy"].tolist() == \
+        table.loc[table["status"] == "done", "test_accuracy"].tolist()
+
+    # a reference that has to run again takes its random control with it (its budget may change)
+    (out / "threshold=0.05_order=1" / "metrics.json").unlink()
+    third = _status(run_sweep(TINY, None, points[:2], **kwargs))
+    assert third == {"threshold=0": "cached", "threshold=0.05_order=1": "done",
+                     "threshold=0.05_order=1_selector=random": "done"}
+
+
+def test_a_failed_reference_blocks_its_random_control(tmp_path):
+    table = run_sweep(TINY, None, [{"threshold": 0.05, "lr": 1e30}], output=tmp_path, random_control=True,
+                      progress=False)  # lr 1e30: the loss is not finite, the run stops with an error
+    assert _status(table) == {"lr=1e+30_threshold=0.05": "failed",
+                              "lr=1e+30_threshold=0.05_selector=random": "blocked"}
+    assert "FloatingPointError" in table["error"].iloc[0]
+
+
+def test_an_interrupted_run_resumes_and_a_changed_one_starts_over(tmp_path):
+    cfg = TINY.replace(threshold=0.05, order=1)
+    folder = tmp_path / "threshold=0.05_order=1"
+
+    def stop_at_3(epoch, model, tracker):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg.replace(output=str(folder)), on_epoch_end=stop_at_3)
+    first = pd.read_csv(folder / "history.csv")
+    assert len(first) == 2  # epoch 3 never finished
+    table = run_sweep(TINY, None, [{"threshold": 0.05, "order": 1}], output=tmp_path, progress=False)
+    assert _status(table) == {"threshold=0.05_order=1": "done"}
+    resumed = pd.read_csv(folder / "history.csv")
+    assert len(resumed) == 6
+    assert resumed["epoch_seconds"].iloc[:2].tolist() == first["epoch_seconds"].tolist()  # kept, not rerun
+
+    # a different configuration in the same folder (here: more epochs) is not "finished": it runs anew
+    longer = run_sweep(TINY.replace(epochs=7), None, [{"threshold": 0.05, "order": 1}], output=tmp_path,
+                       progress=False)
+    assert _status(longer) == {"threshold=0.05_order=1": "done"}
+    history = pd.read_csv(folder / "history.csv")
+    assert len(history) == 7 and history["epoch_seconds"].iloc[0] != resumed["epoch_seconds"].iloc[0]
+    assert json.loads((folder / "metrics.json").read_text())["config"]["epochs"] == 7
+
+
+def test_cli_dry_run_and_bad_arguments(tmp_path, capsys):
+    assert main(["--grid", "threshold=0,1e-3", "--grid", "seed=0,1", "--set", "epochs=3", "--set",
+                 "dataset=synthetic", "--random-control", "--output", str(tmp_path), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "threshold=0.001_selector=random_seed=1  (after threshold=0.001_seed=1)" in text
+    assert text.count("--epochs=3") == 6 and not list(tmp_path.iterdir())  # nothing ran
+    with pytest.raises(SystemExit) as e:
+        main(["--grid", "threshold", "--output", str(tmp_path)])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--set", "epoch=3", "--output", str(tmp_path)])
+    assert e.value.code == 2 and "did you mean 'epochs'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- analysis
+def _results(rows):
+    """A results table by hand: (setting, seed, accuracy, saving)."""
+    return pd.DataFrame([{"run_id": f"{s}_seed={seed}", "setting": s, "status": "done", "seed": seed,
+                          "test_accuracy": acc, "best_test_accuracy": acc, "backprop_saving": saved,
+                          "wall_time_s": 10.0 * (1 - saved)} for s, seed, acc, saved in rows])
+
+
+def test_aggregate_and_paired_difference_by_hand():
+    r = _results([("base", 0, 0.90, 0.0), ("base", 1, 0.80, 0.0), ("ies", 0, 0.91, 0.4), ("ies", 1, 0.79, 0.5),
+                  ("ies", 2, 0.50, 0.5)])  # seed 2 has no baseline: not paired
+    r.loc[len(r)] = {**r.iloc[0].to_dict(), "run_id": "x", "setting": "broken", "status": "failed"}
+    d = paired_difference(r, "ies", "base")
+    assert d["n"] == 2 and d["mean"] == pytest.approx(0.0) and d["std"] == pytest.approx(math.sqrt(2) * 0.01)
+    t = aggregate(r, baseline="base")
+    assert list(t.index) == ["base", "ies"]  # failed runs are left out
+    assert t.loc["ies", "runs"] == 3 and t.loc["ies", "acc_mean"] == pytest.approx(0.7333333)
+    assert t.loc["ies", "saved_mean"] == pytest.approx(14 / 30)
+    assert t.loc["base", "acc_std"] == pytest.approx(math.sqrt(0.005))
+    assert t.loc["ies", "acc_diff"] == pytest.approx(0.0) and t.loc["base", "acc_diff"] == 0.0
+    assert t.loc["ies", "wall_ratio"] == pytest.approx((6 + 5 + 5) / 3 / 10)
+
+
+def test_paper_claims_verdicts_by_hand():
+    rows = [("base", s, 0.90 + 0.01 * s, 0.0) for s in (0, 1)]
+    rows += [("n0", s, 0.90 + 0.01 * s, 0.05) for s in (0, 1)]
+    rows += [("n1", s, 0.895 + 0.01 * s, 0.30) for s in (0, 1)]
+    rows += [("n2", s, 0.899 + 0.01 * s, 0.45) for s in (0, 1)]  # the default, also threshold 1e-3
+    rows += [("n3", s, 0.85 + 0.01 * s, 0.60) for s in (0, 1)]  # saves most, loses 5 pt
+    rows += [("t4", s, 0.90 + 0.01 * s, 0.10) for s in (0, 1)]
+    rows += [("t1", s, 0.87 + 0.02 * s, 0.70) for s in (0, 1)]  # -3 and -2 pt
+    rows += [("rnd", 0, 0.89, 0.45), ("rnd", 1, 0.91, 0.45)]   # IES - random: +0.9 and -0.1 pt
+    claims = paper_claims(_results(rows), baseline="base", default="n2", orders={0: "n0", 1: "n1", 2: "n2", 3: "n3"},
+                          thresholds={1e-4: "t4", 1e-3: "n2", 1e-1: "t1"}, random_pairs={"n2": "rnd"})
+    v = dict(zip(range(4), claims["verdict"], strict=True))
+    assert v[0] == "supported"       # n1 is out (-0.5 pt), n3 is out (-5 pt); n2 saves more than n0
+    assert v[1] == "not supported"   # 1e-1 loses 2.5 pt
+    assert v[2] == "supported"       # 45 % saved, -0.1 pt
+    assert v[3] == "inconclusive (within seed noise)"  # mean +0.4 pt, standard error 0.5 pt
+    assert "N=2" in claims["evidence"][0] and "best: N=2" in claims["evidence"][0]
+    # less saving than the paper's range: not supported, whatever the accuracy
+    low = paper_claims(_results(rows), baseline="base", default="n0", orders={}, thresholds={}, random_pairs={})
+    assert low["verdict"].tolist() == ["not run", "not run", "not supported"]
+    # a clear random-control win, and a claim about settings that did not run
+    rows2 = rows[:8] + [("rnd", 0, 0.85, 0.45), ("rnd", 1, 0.86, 0.45)]
+    c = paper_claims(_results(rows2), baseline="base", default="n2", orders={2: "n2"}, thresholds={},
+                     random_pairs={"n2": "rnd", "n3": "missing"})
+    assert c["verdict"].tolist() == ["not run", "not run", "supported", "supported", "not run"]
