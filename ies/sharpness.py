@@ -39,6 +39,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 __all__ = [
     "SharpnessProbe",
     "batch_grad_norms",
+    "compare_histories",
     "fixed_batches",
     "hessian_top_eigenvalue",
     "hessian_trace",
@@ -168,10 +169,10 @@ class SharpnessProbe:
       ``hessian_trace_se``;
     - if ``train_data`` (an :class:`ies.data.DeviceLoader` over the whole training split) is given:
       ``grad_norm_all`` and ``grad_norm_active``, the mean gradient norm of ``grad_batches`` random
-      mini-batches of ``grad_batch_size`` drawn from every training sample, and drawn the same way
-      from the samples not mastered (``~tracker.mastered``: those the next epoch trains on). Both
-      draws use one seed per epoch, so they coincide when nothing is mastered. Eval mode, no
-      augmentation: a same-weights comparison, not the training steps' own norms;
+      mini-batches of ``grad_batch_size`` drawn from every training sample, and of the same draw with
+      the mastered samples (``tracker.mastered``: those the next epoch leaves out) replaced by further
+      unmastered ones (see :meth:`active_grad_norms`); they coincide when nothing is mastered. Eval
+      mode, no augmentation: a same-weights comparison, not the training steps' own norms;
     - ``probe_seconds``;
 
     and on other epochs the same keys with NaN. :meth:`measure` gives the sharpness columns for any
@@ -218,18 +219,22 @@ class SharpnessProbe:
         return row
 
     def active_grad_norms(self, model: nn.Module, mastered: torch.Tensor, epoch: int = 0) -> dict[str, float]:
-        """``grad_norm_all`` and ``grad_norm_active`` (see the class docstring) for the mask ``mastered``."""
+        """``grad_norm_all`` and ``grad_norm_active`` (see the class docstring) for the mask ``mastered``.
+
+        Paired draws: one random order of every training sample (seeded by ``seed`` and ``epoch``); the
+        "all" mini-batches are its first ``grad_batches * grad_batch_size`` samples, the "active" ones
+        the first as many *unmastered* samples in the same order, so the two sets differ only by the
+        mastered samples swapped for unmastered ones.
+        """
         data = self.train_data
-        active = torch.nonzero(~mastered.to(data.device)).flatten()
+        mastered = mastered.to(data.device)
         k = self.grad_batches * self.grad_batch_size
-        picks = {}
-        for name, pool in (("all", torch.arange(len(data), device=data.device)), ("active", active)):
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            order = torch.randperm(pool.numel(), generator=gen)[:k].to(data.device)
-            picks[name] = [c for c in pool[order].split(self.grad_batch_size) if c.numel()]
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(data), generator=gen).to(data.device)
         row = {}
-        for name, chunks in picks.items():
-            batches = [(data.inputs(idx, augment=False), data.y[idx]) for idx in chunks]
+        for name, picks in (("all", order[:k]), ("active", order[~mastered[order]][:k])):
+            batches = [(data.inputs(idx, augment=False), data.y[idx]) for idx in picks.split(self.grad_batch_size)
+                       if idx.numel()]
             norms = batch_grad_norms(model, self.loss_fn, batches) if batches else []
             row[f"grad_norm_{name}"] = float(np.mean(norms)) if norms else float("nan")
         return row
@@ -244,6 +249,60 @@ class SharpnessProbe:
             row.update(self.active_grad_norms(model, mastered, epoch))
         row["probe_seconds"] = time.perf_counter() - t0
         return row
+
+
+def compare_histories(baseline, ies) -> dict[str, float]:
+    """The numbers that check the paper's two claims, from the histories of a baseline and an IES run
+    of the same configuration and seed, both trained with a :class:`SharpnessProbe` (rows matched by
+    ``epoch``; rows without a training epoch, e.g. an epoch-0 measurement, are ignored where the
+    quantity needs one).
+
+    Claim 1 (gradient norms), over the epochs that IES trained with samples left out:
+    ``step_epochs``, ``step_ratio_median`` (IES / baseline ``grad_norm_mean``), ``step_ies_larger``
+    (fraction of those epochs with a ratio > 1), ``loss_ratio_median`` (IES / baseline ``tracked_loss``,
+    the loss over all samples), ``loss_ratio_final``; at the same weights (the IES run's probes taken
+    with samples mastered): ``same_probes``, ``same_ratio_median`` (``grad_norm_active /
+    grad_norm_all``), ``same_above_1`` (fraction > 1).
+
+    Claim 2 (sharpness), over the probes after the first epoch that ended with samples mastered, for
+    each of ``top_eigenvalue``, ``sam_sharpness`` and (if measured) ``hessian_trace``:
+    ``{col}_probes``, ``{col}_ies_lower`` (fraction with IES < baseline), ``{col}_ratio_median`` and
+    ``{col}_ratio_final`` (IES / baseline at the last probe). Fractions and medians are NaN when
+    there is nothing to count.
+    """
+    both = baseline.merge(ies, on="epoch", suffixes=("_b", "_i"))
+    out: dict[str, float] = {}
+
+    def share(x):
+        return float((x > 1).mean()) if len(x) else float("nan")
+
+    def median(x):
+        return float(x.median()) if len(x) else float("nan")
+
+    trained = both[both["forward_only_samples_i"] > 0]
+    step = trained["grad_norm_mean_i"] / trained["grad_norm_mean_b"]
+    loss = trained["tracked_loss_i"] / trained["tracked_loss_b"]
+    out.update(step_epochs=float(len(trained)), step_ratio_median=median(step), step_ies_larger=share(step),
+               loss_ratio_median=median(loss))
+    last = both.dropna(subset=["tracked_loss_b", "tracked_loss_i"]).iloc[-1]
+    out["loss_ratio_final"] = float(last["tracked_loss_i"] / last["tracked_loss_b"])
+    if "grad_norm_active" in ies:
+        probes = ies.dropna(subset=["grad_norm_active"])
+        probes = probes[probes["n_mastered"] > 0]
+        same = probes["grad_norm_active"] / probes["grad_norm_all"]
+        out.update(same_probes=float(len(same)), same_ratio_median=median(same), same_above_1=share(same))
+    mastered_epochs = ies.loc[ies["n_mastered"] > 0, "epoch"]
+    after = both[both["epoch"] > mastered_epochs.min()] if len(mastered_epochs) else both.iloc[:0]
+    for col in ("top_eigenvalue", "sam_sharpness", "hessian_trace"):
+        if col not in ies:
+            continue
+        rows = after.dropna(subset=[f"{col}_b", f"{col}_i"])
+        ratio = rows[f"{col}_i"] / rows[f"{col}_b"]
+        out[f"{col}_probes"] = float(len(ratio))
+        out[f"{col}_ies_lower"] = float((ratio < 1).mean()) if len(ratio) else float("nan")
+        out[f"{col}_ratio_median"] = median(ratio)
+        out[f"{col}_ratio_final"] = float(ratio.iloc[-1]) if len(ratio) else float("nan")
+    return out
 
 
 # ---------------------------------------------------------------------------- internals

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from ies.models import build_model
 from ies.sharpness import (
     SharpnessProbe,
     batch_grad_norms,
+    compare_histories,
     fixed_batches,
     hessian_top_eigenvalue,
     hessian_trace,
@@ -304,6 +306,7 @@ def test_active_grad_norms_draw_only_unmastered_samples():
     drawn_active = torch.cat([rows_of(b) for b in model.seen[4:]])
     assert mastered[drawn_all].any() and not mastered[drawn_active].any()
     assert len(set(drawn_active.tolist())) == 64  # no sample twice
+    assert set(drawn_all[~mastered[drawn_all]].tolist()) <= set(drawn_active.tolist())  # paired draws
     expected = batch_grad_norms(model, F.cross_entropy, [(data.x_train[i], data.y_train[i])
                                                          for i in drawn_active.split(16)])
     assert row["grad_norm_active"] == pytest.approx(sum(expected) / 4, rel=1e-6)
@@ -322,3 +325,29 @@ def test_fixed_batches_is_a_seeded_subset_of_the_training_split():
     again = fixed_batches(data, 90, batch_size=40, seed=5)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
     assert sum(len(y) for _, y in fixed_batches(data, 0)) == data.num_train
+
+
+def test_compare_histories_on_hand_made_histories():
+    nan = float("nan")
+    base = pd.DataFrame({
+        "epoch": [0, 1, 2, 3, 4], "forward_only_samples": [nan, 0, 0, 0, 0], "n_mastered": [nan, 0, 0, 0, 0],
+        "grad_norm_mean": [nan, 1.0, 1.0, 2.0, 1.0], "tracked_loss": [nan, 1.0, 0.5, 0.4, 0.2],
+        "top_eigenvalue": [5.0, 8.0, nan, 4.0, 4.0], "sam_sharpness": [0.1, 0.2, nan, 0.1, 0.1],
+        "grad_norm_all": [nan, 1.0, nan, 1.0, 1.0], "grad_norm_active": [nan, 1.0, nan, 1.0, 1.0]})
+    ies = base.assign(
+        forward_only_samples=[nan, 0, 3, 5, 6], n_mastered=[nan, 3, 5, 6, 6],
+        grad_norm_mean=[nan, 1.0, 2.0, 1.0, 3.0], tracked_loss=[nan, 1.0, 1.0, 0.2, 0.1],
+        top_eigenvalue=[5.0, 8.0, nan, 2.0, 8.0], sam_sharpness=[0.1, 0.2, nan, 0.05, 0.05],
+        grad_norm_all=[nan, 2.0, nan, 1.0, 2.0], grad_norm_active=[nan, 3.0, nan, 0.5, 3.0])
+    got = compare_histories(base, ies)
+    # epochs 2, 3, 4 trained with exclusions: step ratios 2, 0.5, 3; loss ratios 2, 0.5, 0.5
+    assert got["step_epochs"] == 3 and got["step_ratio_median"] == 2.0
+    assert got["step_ies_larger"] == pytest.approx(2 / 3)
+    assert got["loss_ratio_median"] == 0.5 and got["loss_ratio_final"] == 0.5
+    # probes with samples mastered: epochs 1, 3, 4 -> 1.5, 0.5, 1.5
+    assert got["same_probes"] == 3 and got["same_ratio_median"] == 1.5 and got["same_above_1"] == pytest.approx(2 / 3)
+    # first mastery at the end of epoch 1: probes at 3 and 4 -> eigenvalue ratios 0.5, 2; SAM 0.5, 0.5
+    assert got["top_eigenvalue_probes"] == 2 and got["top_eigenvalue_ies_lower"] == 0.5
+    assert got["top_eigenvalue_ratio_median"] == 1.25 and got["top_eigenvalue_ratio_final"] == 2.0
+    assert got["sam_sharpness_ies_lower"] == 1.0 and got["sam_sharpness_ratio_final"] == 0.5
+    assert "hessian_trace_probes" not in got
