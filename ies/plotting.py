@@ -82,3 +82,27 @@ def shade(ax: plt.Axes, mask, *, start: int = 1, color: str | None = None, alpha
             j = k + 1
         else:
             j += 1
+
+
+def plot_paired(ax: plt.Axes, runs, metric: str, *, methods: list[str] | None = None, percent: bool = True,
+                label: str | None = None) -> plt.Axes:
+    """A paired comparison over seeds from a long table ``runs`` (columns ``method``, ``seed``,
+    ``metric``): one dot per (method, seed) in the method's colour, a grey line joining the values of
+    the same seed, and the mean +- standard deviation over seeds beside each method's dots.
+    ``percent`` scales the values by 100."""
+    scale = 100.0 if percent else 1.0
+    wide = runs.pivot_table(index="seed", columns="method", values=metric) * scale
+    if methods is None:
+        methods = [m for m in dict.fromkeys(runs["method"]) if m in wide and wide[m].notna().any()]
+    x = range(len(methods))
+    for _, row in wide[methods].iterrows():
+        ax.plot(x, row.to_numpy(), color="0.75", lw=1, zorder=1)
+    for i, m in enumerate(methods):
+        values = wide[m].dropna()
+        ax.scatter([i] * len(values), values, color=method_color(m), s=28, zorder=2)
+        ax.errorbar(i + 0.18, values.mean(), yerr=values.std() if len(values) > 1 else None, fmt="D",
+                    color=method_color(m), capsize=4, ms=6, zorder=3)
+    ax.set_xticks(list(x), methods)
+    ax.set_xlim(-0.5, len(methods) - 0.5)
+    ax.set_ylabel(label or (metric.replace("_", " ") + (" (%)" if percent else "")))
+    return ax

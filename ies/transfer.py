@@ -592,13 +592,13 @@ def claim_verdict(
     label = metric.replace("_", " ")
     pct = f"{100 * confidence:g} %"
     if n < 2:
-        supports, how = None, "cannot be judged from fewer than two seeds"
+        supports, how = None, "cannot be judged: fewer than two seeds"
     elif low > 0:
-        supports, how = True, f"supports the claim: the whole {pct} interval is above 0"
+        supports, how = True, f"support the claim: the whole {pct} interval is above 0"
     elif high < 0:
-        supports, how = False, f"contradicts the claim: IES is worse, the whole {pct} interval is below 0"
+        supports, how = False, f"contradict the claim: IES is worse, the whole {pct} interval is below 0"
     else:
-        supports, how = None, f"neither supports nor contradicts the claim: the {pct} interval contains 0"
+        supports, how = None, f"neither support nor contradict the claim: the {pct} interval contains 0"
     interval = f" ({pct} interval {100 * low:+.2f} .. {100 * high:+.2f})" if n > 1 else ""
     size = ""
     if n > 1:

@@ -1,7 +1,9 @@
 """ies.transfer: class splits, penultimate features, the linear probe against a Newton reference,
 fine-tuning that repairs features a probe cannot use, the protocol's table and the verdict."""
 
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -29,6 +31,8 @@ from ies.transfer import (
     summary_table,
     transfer_experiment,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def signals(x, y, x_test, y_test, k, name="toy"):
@@ -259,7 +263,7 @@ def test_claim_verdict_on_hand_made_numbers():
     half = 4.302653 * 0.005 / math.sqrt(3)
     assert up.mean == pytest.approx(0.02) and up.std == pytest.approx(0.005) and up.wins == 3 and up.n == 3
     assert (up.ci_low, up.ci_high) == pytest.approx((0.02 - half, 0.02 + half), rel=1e-6)
-    assert up.supports is True and "supports the claim" in up.text and "+2.00" in up.text
+    assert up.supports is True and "support the claim" in up.text and "+2.00" in up.text
     assert "+1.5 is inside the interval" in up.text
     assert claim_verdict(table([-0.02, -0.025, -0.015])).supports is False
     assert claim_verdict(table([0.02, 0.03, 0.01])).supports is None  # std 0.01: the interval reaches below 0
@@ -269,3 +273,41 @@ def test_claim_verdict_on_hand_made_numbers():
     # two seeds: t(0.975, 1) = 12.706, so 0.01 and 0.02 do not exclude 0
     assert claim_verdict(table([0.01, 0.02])).supports is None
     assert paired_difference(table([0.1, 0.2]), "finetune_accuracy").round(12).tolist() == [0.1, 0.2]
+
+
+def test_plot_paired_draws_each_seed_and_the_mean():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ies.plotting import plot_paired
+
+    runs = pd.DataFrame({"method": ["baseline", "ies"] * 3, "seed": [0, 0, 1, 1, 2, 2],
+                         "probe_accuracy": [0.5, 0.6, 0.7, 0.7, 0.6, 0.8]})
+    fig, ax = plt.subplots()
+    plot_paired(ax, runs, "probe_accuracy")
+    assert len(ax.lines) >= 3  # one grey line per seed (and the error-bar markers)
+    dots = [c.get_offsets()[:, 1].tolist() for c in ax.collections if c.get_offsets().shape[0] == 3]
+    assert sorted(dots[0]) == pytest.approx([50, 60, 70]) and sorted(dots[1]) == pytest.approx([60, 70, 80])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["baseline", "ies"]
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ notebook
+def test_notebook_runs_in_the_smoke_profile(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path / "out"
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "06_transfer.ipynb"), str(tmp_path / "run.ipynb"),
+        parameters={"PROFILE": "smoke", "OUTPUT_DIR": str(out)}, cwd=str(REPO), progress_bar=False,
+        kernel_name="python3",
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["profile"] == "smoke"
+    runs = pd.read_csv(out / "transfer_runs.csv")
+    assert set(runs["method"]) >= {"baseline", "ies"}
+    for key in ("probe_accuracy", "finetune_accuracy"):
+        diff = paired_difference(runs, key)
+        assert metrics["verdict"][key]["mean_difference"] == pytest.approx(diff.mean())
+    assert (out / "transfer.png").exists()
