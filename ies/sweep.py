@@ -532,17 +532,17 @@ def aggregate(results: pd.DataFrame, baseline: str | None = None) -> pd.DataFram
 
 
 # ---------------------------------------------------------------------- the paper's claims
-def _verdict(margin: float, noise: float, strict: bool = False) -> str:
-    """``margin >= 0`` (``> 0`` if ``strict``) supports a claim; ``noise`` is the margin's standard error."""
-    if not math.isfinite(margin):
+def _verdict(margin: float, d: dict[str, float], strict: bool = False) -> str:
+    """``margin >= 0`` (``> 0`` if ``strict``) supports a claim; ``d`` is the paired difference it
+    comes from (:func:`paired_difference`): one seed, or a margin below its standard error over
+    seeds, is inconclusive."""
+    if not d["n"] or not math.isfinite(margin):
         return "not run"
-    if math.isfinite(noise) and abs(margin) < noise:
+    if d["n"] < 2:
+        return "inconclusive (one seed)"
+    if abs(margin) < d["std"] / math.sqrt(d["n"]):
         return "inconclusive (within seed noise)"
     return "supported" if (margin > 0 if strict else margin >= 0) else "not supported"
-
-
-def _se(d: dict[str, float]) -> float:
-    return d["std"] / math.sqrt(d["n"]) if d["n"] > 1 else math.nan
 
 
 def paper_claims(
@@ -555,9 +555,11 @@ def paper_claims(
     random_pairs: Mapping[str, str],
     tolerance: float = 0.002,
     saving_range: tuple[float, float] = (0.40, 0.55),
+    names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Check the paper's claims against a sweep; one row per claim: ``claim``, ``verdict``
-    (``supported``, ``not supported``, ``inconclusive (within seed noise)``, ``not run``), ``evidence``.
+    (``supported``, ``not supported``, ``inconclusive (...)``: one seed, a margin below its standard
+    error over seeds, or a random control of a run that excluded nothing; ``not run``), ``evidence``.
 
     Args:
         results: the table of :func:`run_sweep`.
@@ -570,6 +572,7 @@ def paper_claims(
         tolerance: accepted accuracy loss (fraction: 0.002 = 0.2 points).
         saving_range: the paper's saving; *supported* when ``default`` saves at least the lower end
             with accuracy within ``tolerance``.
+        names: setting -> the name to print in the claims (default: the setting id).
     """
     pt = 100.0
 
@@ -598,7 +601,7 @@ def paper_claims(
     if len(ths) >= 2:
         worst_t = min(ths, key=lambda t: ths[t]["mean"])
         worst = ths[worst_t]
-        verdict = _verdict(worst["mean"] + tolerance, _se(worst))
+        verdict = _verdict(worst["mean"] + tolerance, worst)
     else:
         verdict = "not run"
     evidence = "; ".join(f"{t:g}: {d['mean'] * pt:+.2f} ± {d['std'] * pt:.2f} pt, saved "
@@ -613,7 +616,7 @@ def paper_claims(
         if s < saving_range[0]:
             verdict = "not supported"
         else:
-            verdict = _verdict(d["mean"] + tolerance, _se(d))
+            verdict = _verdict(d["mean"] + tolerance, d)
         evidence = f"saved {s:.1%}, accuracy {d['mean'] * pt:+.2f} ± {d['std'] * pt:.2f} pt ({d['n']} seeds)"
     else:
         verdict, evidence = "not run", ""
@@ -625,8 +628,12 @@ def paper_claims(
         d = paired_difference(results, ies_setting, random_setting)
         evidence = (f"IES - random: {d['mean'] * pt:+.2f} ± {d['std'] * pt:.2f} pt ({d['n']} seeds), "
                     f"both saving {saved.get(ies_setting, math.nan):.1%}") if d["n"] else ""
-        rows.append({"claim": f"IES beats random exclusion of the same count ({ies_setting})",
-                     "verdict": _verdict(d["mean"], _se(d), strict=True),
+        name = (names or {}).get(ies_setting, ies_setting)
+        verdict = _verdict(d["mean"], d, strict=True)
+        if d["n"] and not saved.get(ies_setting, 0) > 0:
+            verdict = "inconclusive (nothing was excluded)"
+        rows.append({"claim": f"IES beats random exclusion of the same count ({name})",
+                     "verdict": verdict,
                      "evidence": evidence})
     return pd.DataFrame(rows, columns=["claim", "verdict", "evidence"])
 

@@ -241,3 +241,11 @@ def test_paper_claims_verdicts_by_hand():
     c = paper_claims(_results(rows2), baseline="base", default="n2", orders={2: "n2"}, thresholds={},
                      random_pairs={"n2": "rnd", "n3": "missing"})
     assert c["verdict"].tolist() == ["not run", "not run", "supported", "supported", "not run"]
+    # one seed decides nothing; a random control of a run that excluded nothing neither
+    one = _results([("base", 0, 0.90, 0.0), ("ies", 0, 0.95, 0.5), ("rnd", 0, 0.80, 0.5), ("zero", 0, 0.9, 0.0),
+                    ("rnd0", 0, 0.8, 0.0)])
+    c = paper_claims(one, baseline="base", default="ies", orders={}, thresholds={},
+                     random_pairs={"ies": "rnd", "zero": "rnd0"}, names={"ies": "IES (paper)"})
+    assert c["verdict"].tolist() == ["not run", "not run", "inconclusive (one seed)", "inconclusive (one seed)",
+                                     "inconclusive (nothing was excluded)"]
+    assert c["claim"][3].endswith("(IES (paper))")
