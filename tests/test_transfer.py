@@ -119,7 +119,7 @@ def test_logistic_fit_reaches_the_newton_optimum():
     y = torch.arange(n) % k
     x = (torch.randn(k, d, generator=g) * 1.5)[y] + torch.randn(n, d, generator=g, dtype=torch.float32)
     x = x.double()
-    w, b = fit_logistic(x, y, k, l2)
+    w, b = fit_logistic(x, y, k, l2, tol=1e-10, max_iter=1000)
     w_ref, b_ref = newton_reference(x, y, k, l2)
     f, f_ref = logistic_objective(x, y, w, b, l2), logistic_objective(x, y, w_ref, b_ref, l2)
     assert abs(float(f - f_ref)) < 1e-12
