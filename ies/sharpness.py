@@ -168,11 +168,13 @@ class SharpnessProbe:
       ``lanczos_steps``, ``sam_sharpness`` and, if ``trace_samples > 0``, ``hessian_trace`` and
       ``hessian_trace_se``;
     - if ``train_data`` (an :class:`ies.data.DeviceLoader` over the whole training split) is given:
-      ``grad_norm_all`` and ``grad_norm_active``, the mean gradient norm of ``grad_batches`` random
-      mini-batches of ``grad_batch_size`` drawn from every training sample, and of the same draw with
-      the mastered samples (``tracker.mastered``: those the next epoch leaves out) replaced by further
-      unmastered ones (see :meth:`active_grad_norms`); they coincide when nothing is mastered. Eval
-      mode, no augmentation: a same-weights comparison, not the training steps' own norms;
+      ``train_loss_all``, the eval-mode mean loss over every training sample (the same kind of number
+      for any run, unlike the history's ``tracked_loss``); ``grad_norm_all`` and ``grad_norm_active``,
+      the mean gradient norm of ``grad_batches`` random mini-batches of ``grad_batch_size`` drawn from
+      every training sample, and of the same draw with the mastered samples (``tracker.mastered``: those
+      the next epoch leaves out) replaced by further unmastered ones (see :meth:`active_grad_norms`);
+      they coincide when nothing is mastered. Eval mode, no augmentation: a same-weights comparison,
+      not the training steps' own norms;
     - ``probe_seconds``;
 
     and on other epochs the same keys with NaN. :meth:`measure` gives the sharpness columns for any
@@ -203,7 +205,7 @@ class SharpnessProbe:
         if self.trace_samples > 0:
             keys += ["hessian_trace", "hessian_trace_se"]
         if self.train_data is not None:
-            keys += ["grad_norm_all", "grad_norm_active"]
+            keys += ["train_loss_all", "grad_norm_all", "grad_norm_active"]
         return [*keys, "probe_seconds"]
 
     def measure(self, model: nn.Module) -> dict[str, float]:
@@ -246,6 +248,9 @@ class SharpnessProbe:
         row = self.measure(model)
         if self.train_data is not None:
             mastered = tracker.mastered if tracker is not None else torch.zeros(len(self.train_data), dtype=torch.bool)
+            whole = [(x, y) for x, y, _ in self.train_data.batches(None, 1024)]
+            with _measuring(model, self.loss_fn, whole) as obj:
+                row["train_loss_all"] = obj.loss().item()
             row.update(self.active_grad_norms(model, mastered, epoch))
         row["probe_seconds"] = time.perf_counter() - t0
         return row
@@ -259,10 +264,12 @@ def compare_histories(baseline, ies) -> dict[str, float]:
 
     Claim 1 (gradient norms), over the epochs that IES trained with samples left out:
     ``step_epochs``, ``step_ratio_median`` (IES / baseline ``grad_norm_mean``), ``step_ies_larger``
-    (fraction of those epochs with a ratio > 1), ``loss_ratio_median`` (IES / baseline ``tracked_loss``,
-    the loss over all samples), ``loss_ratio_final``; at the same weights (the IES run's probes taken
-    with samples mastered): ``same_probes``, ``same_ratio_median`` (``grad_norm_active /
-    grad_norm_all``), ``same_above_1`` (fraction > 1).
+    (fraction of those epochs with a ratio > 1); the loss over all training samples, IES / baseline:
+    ``loss_count`` comparisons, ``loss_ratio_median``, ``loss_ies_lower`` (fraction < 1),
+    ``loss_ratio_final`` (the last one), from ``train_loss_all`` at the probes after the first mastery
+    if the probe recorded it, else from ``tracked_loss`` over the epochs above; at the same weights
+    (the IES run's probes taken with samples mastered): ``same_probes``, ``same_ratio_median``
+    (``grad_norm_active / grad_norm_all``), ``same_above_1`` (fraction > 1).
 
     Claim 2 (sharpness), over the probes after the first epoch that ended with samples mastered, for
     each of ``top_eigenvalue``, ``sam_sharpness`` and (if measured) ``hessian_trace``:
@@ -281,18 +288,21 @@ def compare_histories(baseline, ies) -> dict[str, float]:
 
     trained = both[both["forward_only_samples_i"] > 0]
     step = trained["grad_norm_mean_i"] / trained["grad_norm_mean_b"]
-    loss = trained["tracked_loss_i"] / trained["tracked_loss_b"]
-    out.update(step_epochs=float(len(trained)), step_ratio_median=median(step), step_ies_larger=share(step),
-               loss_ratio_median=median(loss))
-    last = both.dropna(subset=["tracked_loss_b", "tracked_loss_i"]).iloc[-1]
-    out["loss_ratio_final"] = float(last["tracked_loss_i"] / last["tracked_loss_b"])
+    out.update(step_epochs=float(len(trained)), step_ratio_median=median(step), step_ies_larger=share(step))
+    mastered_epochs = ies.loc[ies["n_mastered"] > 0, "epoch"]
+    after = both[both["epoch"] > mastered_epochs.min()] if len(mastered_epochs) else both.iloc[:0]
+    if "train_loss_all" in ies and "train_loss_all" in baseline:
+        rows = after.dropna(subset=["train_loss_all_b", "train_loss_all_i"])
+        loss = rows["train_loss_all_i"] / rows["train_loss_all_b"]
+    else:
+        loss = trained["tracked_loss_i"] / trained["tracked_loss_b"]
+    out.update(loss_count=float(len(loss)), loss_ratio_median=median(loss), loss_ies_lower=share(1 / loss),
+               loss_ratio_final=float(loss.iloc[-1]) if len(loss) else float("nan"))
     if "grad_norm_active" in ies:
         probes = ies.dropna(subset=["grad_norm_active"])
         probes = probes[probes["n_mastered"] > 0]
         same = probes["grad_norm_active"] / probes["grad_norm_all"]
         out.update(same_probes=float(len(same)), same_ratio_median=median(same), same_above_1=share(same))
-    mastered_epochs = ies.loc[ies["n_mastered"] > 0, "epoch"]
-    after = both[both["epoch"] > mastered_epochs.min()] if len(mastered_epochs) else both.iloc[:0]
     for col in ("top_eigenvalue", "sam_sharpness", "hessian_trace"):
         if col not in ies:
             continue

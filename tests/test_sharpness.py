@@ -268,7 +268,11 @@ def test_probe_columns_and_no_effect_on_training():
     loader = DeviceLoader(data.x_train, data.y_train, torch.device("cpu"))
     probe = SharpnessProbe(fixed_batches(data, 100, batch_size=64), every=2, iters=30, trace_samples=2,
                            train_data=loader, grad_batches=2)
-    probed = train(cfg, dataset=data, on_epoch_end=probe).history
+    result = train(cfg, dataset=data, on_epoch_end=probe)
+    probed = result.history
+    with torch.no_grad():
+        final_loss = F.cross_entropy(result.model.eval()(data.x_train), data.y_train).item()
+    assert probed.train_loss_all.iloc[-1] == pytest.approx(final_loss, rel=1e-5)
     shared = [c for c in plain.columns if c != "epoch_seconds"]
     assert probed[shared].equals(plain[shared])
     measured = probed.epoch.isin([1, 2, 4])
@@ -343,7 +347,8 @@ def test_compare_histories_on_hand_made_histories():
     # epochs 2, 3, 4 trained with exclusions: step ratios 2, 0.5, 3; loss ratios 2, 0.5, 0.5
     assert got["step_epochs"] == 3 and got["step_ratio_median"] == 2.0
     assert got["step_ies_larger"] == pytest.approx(2 / 3)
-    assert got["loss_ratio_median"] == 0.5 and got["loss_ratio_final"] == 0.5
+    assert got["loss_count"] == 3 and got["loss_ratio_median"] == 0.5 and got["loss_ratio_final"] == 0.5
+    assert got["loss_ies_lower"] == pytest.approx(2 / 3)
     # probes with samples mastered: epochs 1, 3, 4 -> 1.5, 0.5, 1.5
     assert got["same_probes"] == 3 and got["same_ratio_median"] == 1.5 and got["same_above_1"] == pytest.approx(2 / 3)
     # first mastery at the end of epoch 1: probes at 3 and 4 -> eigenvalue ratios 0.5, 2; SAM 0.5, 0.5
@@ -351,3 +356,7 @@ def test_compare_histories_on_hand_made_histories():
     assert got["top_eigenvalue_ratio_median"] == 1.25 and got["top_eigenvalue_ratio_final"] == 2.0
     assert got["sam_sharpness_ies_lower"] == 1.0 and got["sam_sharpness_ratio_final"] == 0.5
     assert "hessian_trace_probes" not in got
+    # with the probe's clean loss over all samples, the loss comparison uses it, at probes after epoch 1
+    clean = compare_histories(base.assign(train_loss_all=[nan, 1.0, nan, 1.0, 1.0]),
+                              ies.assign(train_loss_all=[nan, 9.0, nan, 0.5, 2.0]))
+    assert clean["loss_count"] == 2 and clean["loss_ies_lower"] == 0.5 and clean["loss_ratio_final"] == 2.0
