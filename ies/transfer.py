@@ -75,6 +75,9 @@ def split_classes(data: ArrayDataset, classes: Sequence[int], name: str | None =
 
     x_train, y_train = pick(data.x_train, data.y_train)
     x_test, y_test = pick(data.x_test, data.y_test)
+    if y_train.numel() == 0 or y_test.numel() == 0:
+        raise ValueError(f"{data.name} has no {'training' if y_train.numel() == 0 else 'test'} sample of classes "
+                         f"{classes}")
     if name is None:
         name = f"{data.name}[{','.join(map(str, classes))}]"
     return ArrayDataset(x_train, y_train, x_test, y_test, len(classes), name, data.mean, data.std)

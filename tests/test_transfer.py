@@ -13,7 +13,7 @@ from torch import nn
 
 from ies import Config
 from ies.data import ArrayDataset, DeviceLoader, synthetic
-from ies.models import Float32Linear, cifar_resnet, cnn1d
+from ies.models import Float32Linear, cifar_resnet, cnn1d, small_cnn
 from ies.transfer import (
     FineTuneConfig,
     ProbeConfig,
@@ -53,6 +53,8 @@ def test_split_classes_keeps_order_and_relabels():
         split_classes(data, [5])
     with pytest.raises(ValueError, match="distinct"):
         split_classes(data, [1, 1])
+    with pytest.raises(ValueError, match="no test sample of classes"):
+        split_classes(signals(x, y, x[:2], y[:2], 5), [4])
 
 
 # ------------------------------------------------------------------------------------------ features
@@ -206,6 +208,20 @@ def test_fine_tuning_repairs_features_that_a_probe_cannot_use():
     assert ft.model[0].weight[:, 0].abs().sum() > 0  # the blind layer was trained
     # the schedule: warm-up for one epoch, cosine to 0 at the end
     assert ft.history["lr"].iloc[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_probe_and_fine_tuning_take_images():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (48, 32, 32, 3), generator=g, dtype=torch.uint8)
+    y = torch.arange(48) % 3
+    data = ArrayDataset(x[:36], y[:36], x[36:], y[36:], 3, "img", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    torch.manual_seed(0)
+    model = small_cnn(10, width=8)
+    probe = linear_probe(model, data, l2_grid=(1e-2,))
+    ft = fine_tune(model, data, FineTuneConfig(epochs=1, batch_size=12), seed=0)
+    assert probe.weight.shape == (3, 32) and 0 <= probe.test_accuracy <= 1
+    assert ft.model[-1].out_features == 3 and len(ft.history) == 1 and 0 <= ft.test_accuracy <= 1
+    assert model[-1].out_features == 10
 
 
 def test_replace_head_is_new_and_seeded():
