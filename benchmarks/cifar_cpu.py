@@ -1,0 +1,135 @@
+"""Baseline vs IES on real CIFAR-10 images on the CPU: the small CNN, one run each, the same seed.
+
+    python benchmarks/cifar_cpu.py                       # ~3-4 minutes on 2 idle cores
+    python benchmarks/cifar_cpu.py --subset 10000 --epochs 40
+
+Reads ``cifar10_subset_10k.npz`` (uint8 ``x_train`` 10000x32x32x3, ``y_train``, ``x_test`` 2000, ``y_test``)
+from ``--npz``, else ``../shared/data/`` next to the repository, else ``data/`` inside it; prints
+``{"skipped": ...}`` if there is none. Prints one JSON object:
+
+- ``baseline`` / ``ies``: final and best test accuracy, wall time, mean epoch time, and
+  ``bookkeeping_share``: the share of the epoch time spent in ``tracker.record`` and ``tracker.step``
+  (measured around every call; the target is <= 1 %);
+- ``accuracy_difference`` (IES - baseline), ``backprop_saved`` (excluded sample-epochs / (N x epochs)),
+  ``wall_clock_ratio`` (IES time / baseline time), ``speedup`` (its inverse),
+  ``flop_ideal_speedup`` = 1 / (1 - 2s/3) for the saving s (a forward ~ 1/3 of a training step, mastered
+  samples still forwarded once), and ``share_of_ideal`` = speedup / flop_ideal_speedup.
+
+Times on a shared machine are inflated and noisy: compare the two runs of one invocation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CANDIDATES = [REPO.parent / "shared" / "data" / "cifar10_subset_10k.npz", REPO / "data" / "cifar10_subset_10k.npz"]
+
+
+def find_npz(given: str) -> Path | None:
+    for path in [Path(given)] if given else CANDIDATES:
+        if path.exists():
+            return path
+    return None
+
+
+def timed_tracker_class(base):
+    """A MasteryTracker that adds up the seconds spent in ``record`` and ``step`` (exact on a CPU,
+    where both run synchronously)."""
+
+    class TimedTracker(base):
+        seconds = 0.0
+
+        def record(self, indices, losses):
+            t0 = time.perf_counter()
+            super().record(indices, losses)
+            type(self).seconds += time.perf_counter() - t0
+
+        def step(self):
+            t0 = time.perf_counter()
+            out = super().step()
+            type(self).seconds += time.perf_counter() - t0
+            return out
+
+    return TimedTracker
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--npz", default="", help="path of cifar10_subset_10k.npz (default: ../shared/data or data/)")
+    p.add_argument("--subset", type=int, default=4000,
+                   help="training samples, drawn at random with --seed (default 4000 of 10000; 0 = all)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--threshold", type=float, default=1e-3, help="delta of IES (the authors' CIFAR-10 value)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    args = p.parse_args(argv)
+
+    path = find_npz(args.npz)
+    if path is None:
+        where = args.npz or " or ".join(str(c) for c in CANDIDATES)
+        print(json.dumps({"skipped": f"no CIFAR-10 subset at {where}; pass --npz PATH"}))
+        return 0
+    if args.threads:  # default: torch's choice (OMP_NUM_THREADS); one thread is faster on an oversubscribed CPU
+        torch.set_num_threads(args.threads)
+
+    from ies import Config, MasteryTracker
+    from ies.data import load_dataset
+
+    train_module = importlib.import_module("ies.train")  # the module (``ies.train`` is also the function)
+    timed = timed_tracker_class(MasteryTracker)
+    train_module.MasteryTracker = timed  # instrumentation of this process only
+
+    data = load_dataset(str(path))
+    if 0 < args.subset < data.num_train:  # a random subset: the file is sorted by class, its first n are not
+        keep = torch.randperm(data.num_train, generator=torch.Generator().manual_seed(args.seed))[: args.subset]
+        data = dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
+    cfg = Config(dataset=str(path), model="small_cnn", epochs=args.epochs,
+                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, device="cpu", progress=False,
+                 checkpoint_every=0, threshold=args.threshold)
+    runs = {}
+    for name, threshold in (("baseline", 0.0), ("ies", args.threshold)):
+        timed.seconds = 0.0
+        result = train_module.train(cfg.replace(threshold=threshold), dataset=data)
+        m, h = result.metrics, result.history
+        runs[name] = {
+            "test_accuracy": m["test_accuracy"],
+            "best_test_accuracy": m["best_test_accuracy"],
+            "backprop_saved": m["backprop_saving"],
+            "wall_time_s": m["wall_time_s"],
+            "mean_epoch_s": float(h["epoch_seconds"].mean()),
+            "bookkeeping_s": timed.seconds,
+            "bookkeeping_share": timed.seconds / m["epoch_seconds_total"],
+        }
+    base, ies = runs["baseline"], runs["ies"]
+    s = ies["backprop_saved"]
+    speedup = base["wall_time_s"] / ies["wall_time_s"]
+    ideal = 1 / (1 - 2 * s / 3)
+    print(json.dumps({
+        "dataset": path.name, "n_train": data.num_train, "n_test": int(data.y_test.numel()), "model": "small_cnn",
+        "epochs": args.epochs, "batch_size": args.batch_size, "threshold": args.threshold, "seed": args.seed,
+        "torch_threads": torch.get_num_threads(),
+        "baseline": base, "ies": ies,
+        "accuracy_difference": ies["test_accuracy"] - base["test_accuracy"],
+        "backprop_saved": s,
+        "wall_clock_ratio": ies["wall_time_s"] / base["wall_time_s"],
+        "speedup": speedup,
+        "flop_ideal_speedup": ideal,
+        "share_of_ideal": speedup / ideal,
+        "ies_bookkeeping_share": ies["bookkeeping_share"],
+    }, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
