@@ -1,8 +1,13 @@
 """Datasets as in-memory tensors, and a device-resident loader that batches any index subset.
 
-Every dataset is loaded into one :class:`ArrayDataset` (CPU tensors); :class:`DeviceLoader` moves
-it to the training device once and then builds every batch there: shuffling with
-``torch.randperm`` on the device, augmentation of the whole batch at once, normalisation.
+Every dataset that fits in memory (MNIST-1D, the synthetic blobs, CIFAR-10/100, any ``.npz``) is loaded
+into one :class:`ArrayDataset` (CPU tensors); :class:`DeviceLoader` moves it to the training device
+once and then builds every batch there: shuffling with ``torch.randperm`` on the device, crop and flip
+of the whole batch at once, normalisation. That is the path of :func:`ies.train.train` and the CLI.
+
+ImageFolder-style directories (ImageNet scale) do not fit it: :func:`image_folder` gives a torchvision
+dataset decoded by DataLoader workers, for your own loop with :mod:`ies.generic` (one process) or
+:mod:`ies.distributed` (several); ``ies.train`` does not take them.
 """
 
 from __future__ import annotations
