@@ -39,6 +39,18 @@ def save(fig: plt.Figure, out: str | Path, name: str) -> Path:
     return path
 
 
+def plot_history(ax: plt.Axes, histories: dict, column: str, *, label: str | None = None, marker: str | None = None,
+                 **kwargs) -> plt.Axes:
+    """Plot ``column`` against ``epoch`` for each ``{method: history DataFrame}``, in the method's
+    colour, skipping epochs where the column is NaN (e.g. measured only every few epochs)."""
+    for name, hist in histories.items():
+        rows = hist[["epoch", column]].dropna()
+        ax.plot(rows["epoch"], rows[column], marker=marker, color=method_color(name),
+                label=f"{name} {label}" if label else name, **kwargs)
+    ax.set_xlabel("epoch")
+    return ax
+
+
 def order_color(order: int) -> str:
     """The colour of the order-``order`` difference D_N (N = 0..3), the same in every notebook."""
     palette = sns.color_palette("viridis", 4).as_hex()

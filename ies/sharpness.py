@@ -248,9 +248,7 @@ class SharpnessProbe:
         row = self.measure(model)
         if self.train_data is not None:
             mastered = tracker.mastered if tracker is not None else torch.zeros(len(self.train_data), dtype=torch.bool)
-            whole = [(x, y) for x, y, _ in self.train_data.batches(None, 1024)]
-            with _measuring(model, self.loss_fn, whole) as obj:
-                row["train_loss_all"] = obj.loss().item()
+            row["train_loss_all"] = _streamed_loss(model, self.loss_fn, self.train_data)
             row.update(self.active_grad_norms(model, mastered, epoch))
         row["probe_seconds"] = time.perf_counter() - t0
         return row
@@ -400,17 +398,34 @@ def _usable(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _measuring(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch]) -> Iterator[_Objective]:
-    """Eval mode, grad enabled, no autocast, strict fp32; restores every module's mode afterwards."""
+def _plain_eval(model: nn.Module) -> Iterator[torch.device]:
+    """Eval mode, no autocast, strict fp32; restores every module's train/eval flag afterwards."""
     modes = [(m, m.training) for m in model.modules()]
     device = next(model.parameters()).device
     try:
         model.eval()
-        with torch.enable_grad(), torch.autocast(device.type, enabled=False), _strict_fp32(device):
-            yield _Objective(model, loss_fn, list(batches))
+        with torch.autocast(device.type, enabled=False), _strict_fp32(device):
+            yield device
     finally:
         for m, mode in modes:
             m.training = mode
+
+
+@contextlib.contextmanager
+def _measuring(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch]) -> Iterator[_Objective]:
+    """:func:`_plain_eval` with grad enabled, and the objective ``L`` over ``batches``."""
+    with _plain_eval(model), torch.enable_grad():
+        yield _Objective(model, loss_fn, list(batches))
+
+
+def _streamed_loss(model: nn.Module, loss_fn: LossFn, loader, batch_size: int = 1024) -> float:
+    """The eval-mode mean loss over every sample of a DeviceLoader, one batch in memory at a time."""
+    total, count = 0.0, 0
+    with _plain_eval(model), torch.no_grad():
+        for x, y, _ in loader.batches(None, batch_size):
+            total += loss_fn(model(x), y).double() * len(y)
+            count += len(y)
+    return float(total / max(count, 1))
 
 
 @contextlib.contextmanager
