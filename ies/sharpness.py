@@ -16,7 +16,8 @@ generator), so a measurement inside a training run does not change the run.
 
 Hessian-vector products use double backward (Pearlmutter's trick): for each batch one forward, one
 backward with ``create_graph=True`` and one backward of ``<grad, v>``; nothing is kept between
-products, so memory is that of one batch.
+products, so the autograd memory is that of one batch (Lanczos also keeps one vector of the size of
+the parameters per step).
 """
 
 from __future__ import annotations
@@ -130,12 +131,13 @@ def hessian_vector_product(
 
 
 def batch_grad_norms(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch]) -> list[float]:
-    """``||grad loss_fn(model(x_b), y_b)||`` of each batch on its own (eval mode, no side effects):
-    the mini-batch gradient norms that a training step would see at these weights."""
+    """``||grad loss_fn(model(x_b), y_b)||`` of each batch on its own, at the current weights, without
+    side effects. Eval mode: BatchNorm normalises with its running statistics, not with the batch's
+    own as a training step does."""
     with _measuring(model, loss_fn, batches) as obj:
         norms = []
         for x, y in obj.batches:
-            grads = torch.autograd.grad(obj.loss_fn(obj.model(x), y), obj.params)
+            grads = obj.grad(obj.loss_fn(obj.model(x), y))
             norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
         return torch.stack(norms).tolist() if norms else []
 
@@ -339,16 +341,20 @@ class _Objective:
     def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
         return [t.view(s) for t, s in zip(flat.split([math.prod(s) for s in self.shapes]), self.shapes, strict=True)]
 
+    def grad(self, loss: torch.Tensor, create_graph: bool = False) -> list[torch.Tensor]:
+        """d loss / d params, zeros for parameters the loss does not depend on."""
+        if not loss.requires_grad:
+            return [torch.zeros_like(p) for p in self.params]
+        grads = torch.autograd.grad(loss, self.params, create_graph=create_graph, allow_unused=True)
+        return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self.params, strict=True)]
+
     def hvp_flat(self, v: torch.Tensor) -> torch.Tensor:
         vs = self.unflatten(v)
         out = torch.zeros_like(v)
         for (x, y), w in zip(self.batches, self.weights, strict=True):
-            loss = self.loss_fn(self.model(x), y) * w
-            grads = torch.autograd.grad(loss, self.params, create_graph=True)
+            grads = self.grad(self.loss_fn(self.model(x), y) * w, create_graph=True)
             dot = sum((g * u).sum() for g, u in zip(grads, vs, strict=True))
-            hv = torch.autograd.grad(dot, self.params, allow_unused=True)
-            out += torch.cat([(h if h is not None else torch.zeros_like(p)).reshape(-1)
-                              for h, p in zip(hv, self.params, strict=True)])
+            out += torch.cat([h.reshape(-1) for h in self.grad(dot)])
         return out
 
     def loss_and_grad(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -356,7 +362,7 @@ class _Objective:
         grad = [torch.zeros_like(p) for p in self.params]
         for (x, y), w in zip(self.batches, self.weights, strict=True):
             loss = self.loss_fn(self.model(x), y) * w
-            for acc, g in zip(grad, torch.autograd.grad(loss, self.params), strict=True):
+            for acc, g in zip(grad, self.grad(loss), strict=True):
                 acc += g
             total += loss.detach().double()
         return total, grad

@@ -203,6 +203,24 @@ def test_measurements_leave_no_trace(net_and_batches):
         assert torch.equal(torch.get_rng_state(), rng), f"{name} used the global generator"
 
 
+def test_unused_parameters_and_a_loss_linear_in_the_weights():
+    torch.manual_seed(0)
+    net = nn.ModuleDict({"used": nn.Linear(4, 1, bias=False), "unused": nn.Linear(4, 1)})
+    net.forward = lambda x: net["used"](x)
+    batches = [(torch.randn(8, 4), torch.zeros(8))]
+
+    def linear_loss(out, _):
+        return out.mean()  # linear in the weights: H = 0
+
+    assert hessian_top_eigenvalue(net, linear_loss, batches) == 0.0
+    assert hessian_trace(net, linear_loss, batches, samples=3) == (0.0, 0.0)
+    hv = hessian_vector_product(net, F.mse_loss, [(x, torch.randn(8, 1)) for x, _ in batches],
+                                [torch.ones_like(p) for p in net.parameters()])
+    assert hv[0].abs().sum() > 0 and all((h == 0).all() for h in hv[1:])  # the unused layer has no curvature
+    expected = batches[0][0].mean(0).norm().item()
+    assert sam_sharpness(net, linear_loss, batches, rho=0.1) == pytest.approx(0.1 * expected, rel=1e-5)
+
+
 def test_batches_may_be_a_generator(net_and_batches):
     net, batches = net_and_batches
     assert hessian_top_eigenvalue(net, F.cross_entropy, (b for b in batches)) == hessian_top_eigenvalue(
