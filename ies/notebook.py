@@ -108,3 +108,23 @@ def flop_ideal_speedup(saving: float, backward_cost: float = 2.0) -> float:
     if not 0 <= saving <= 1:
         raise ValueError(f"saving must be in [0, 1], got {saving}")
     return 1.0 / (1.0 - saving * backward_cost / (1.0 + backward_cost))
+
+
+@torch.no_grad()
+def predictions(model: torch.nn.Module, data, split: str = "train", batch_size: int = 1024) -> torch.Tensor:
+    """``(N,)`` int64 on the CPU: ``model``'s predicted class of every sample of ``data``'s
+    ``split`` (``train`` or ``test``, an :class:`~ies.data.ArrayDataset`), in eval mode, without
+    augmentation, on the model's device. The model's train/eval mode is restored."""
+    from .data import DeviceLoader
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
+    device = next(model.parameters()).device
+    loader = DeviceLoader(x, y, device, mean=data.mean, std=data.std)
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(xb).argmax(dim=1).cpu() for xb, _, _ in loader.batches(None, batch_size)])
+    finally:
+        model.train(was_training)
