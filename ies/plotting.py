@@ -118,3 +118,93 @@ def plot_paired(ax: plt.Axes, runs, metric: str, *, methods: list[str] | None = 
     ax.set_xlim(-0.5, len(methods) - 0.5)
     ax.set_ylabel(label or (metric.replace("_", " ") + (" (%)" if percent else "")))
     return ax
+
+
+def family_colors(names) -> dict[str, str]:
+    """A distinct colour per name: the :data:`METHOD_COLORS` of known methods, then the ``deep``
+    palette's other colours in order (cycled when there are more names than colours)."""
+    return _assign_colors(names, METHOD_COLORS)
+
+
+def _assign_colors(names, fixed: dict[str, str]) -> dict[str, str]:
+    names = list(dict.fromkeys(names))
+    taken = {c.lower() for n, c in fixed.items() if n in names} | {c.lower() for c in METHOD_COLORS.values()}
+    free = [c for c in sns.color_palette("deep", 10).as_hex() + sns.color_palette("dark", 10).as_hex()
+            if c.lower() not in taken]
+    colors, k = {}, 0
+    for name in names:
+        if name in fixed:
+            colors[name] = fixed[name]
+        else:
+            colors[name] = free[k % len(free)]
+            k += 1
+    return colors
+
+
+def pareto(table, *, x: str = "saved_mean", y: str = "acc_mean", xerr: str | None = "saved_std",
+           yerr: str | None = "acc_std", label: str = "label", hue: str = "family", baseline: str | None = None,
+           ax: plt.Axes | None = None) -> plt.Figure:
+    """Accuracy against backprop saved, one point per setting (a row of ``table``, e.g. from
+    :func:`ies.sweep.aggregate` with ``label`` and ``hue`` columns added), the seed spread as error
+    bars; the colour tells the ``hue`` group (:func:`family_colors`), the marker the setting inside
+    it, the legend (right of the axes) names every setting. The dashed line is the Pareto front (no
+    other setting both saves more and is more accurate); the dotted line and band are the
+    ``baseline`` row's accuracy +- spread. Both axes in percent."""
+    import numpy as np
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9.5, 5.5))
+    fig = ax.figure
+    t = table.copy()
+    if baseline is not None and baseline in t.index:
+        mean = 100 * t.loc[baseline, y]
+        std = 100 * t.loc[baseline, yerr] if yerr else 0.0
+        std = std if np.isfinite(std) else 0.0
+        ax.axhspan(mean - std, mean + std, color=METHOD_COLORS["baseline"], alpha=0.12, lw=0)
+        ax.axhline(mean, color=METHOD_COLORS["baseline"], lw=1, ls=":", label="baseline accuracy")
+    colors = family_colors(t[hue])
+    markers = "oDs^vP*Xph<>"
+    for group, rows in t.groupby(hue, sort=False):
+        for i, (_, row) in enumerate(rows.iterrows()):
+            ax.errorbar(100 * row[x], 100 * row[y],
+                        xerr=100 * np.nan_to_num(row[xerr]) if xerr else None,
+                        yerr=100 * np.nan_to_num(row[yerr]) if yerr else None,
+                        fmt=markers[i % len(markers)], ms=7, capsize=3, color=colors[group],
+                        label=str(row[label]))
+    points = t[[x, y]].dropna().sort_values([x, y], ascending=[False, False])
+    front, best = [], -np.inf
+    for px, py in points.itertuples(index=False):
+        if py > best:
+            front.append((px, py))
+            best = py
+    if len(front) > 1:
+        fx, fy = zip(*sorted(front), strict=True)
+        ax.plot(100 * np.array(fx), 100 * np.array(fy), ls="--", color="0.4", lw=1, zorder=0, label="Pareto front")
+    ax.set_xlabel("backprop saved (%)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def mastered_curves(histories, facets: dict[str, list[str]], *, label: str = "label",
+                    y: str = "excluded_fraction", ncols: int = 3, colors: dict[str, str] | None = None) -> plt.Figure:
+    """``y`` (default: the fraction of samples left out of backprop) against epoch, one panel per facet
+    (``{title: [labels]}``) and one line per label inside it, mean over the runs of that label with
+    the standard deviation as a band. ``histories`` is a long table (``ies.sweep.load_histories``
+    plus a ``label`` column). ``colors`` fixes the colour of some labels in every panel (e.g. the
+    reference setting); the others get distinct colours per panel. The y axis is in percent."""
+    nrows = -(-len(facets) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, (title, labels) in zip(axes.flat, facets.items(), strict=False):
+        rows = histories[histories[label].isin(labels)].assign(_pct=lambda d: 100 * d[y])
+        if len(rows):
+            order = [v for v in labels if v in set(rows[label])]
+            sns.lineplot(data=rows, x="epoch", y="_pct", hue=label, hue_order=order, errorbar="sd", ax=ax,
+                         palette=_assign_colors(order, colors or {}))
+            ax.legend(fontsize=7, title=None)
+        ax.set_title(title)
+        ax.set_ylabel(f"{y.replace('_', ' ')} (%)")
+    for ax in list(axes.flat)[len(facets):]:
+        ax.set_axis_off()
+    return fig

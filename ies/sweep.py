@@ -484,15 +484,19 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 # ---------------------------------------------------------------------- reading results
 def load_histories(results: pd.DataFrame, output: str | os.PathLike) -> pd.DataFrame:
-    """Every finished run's ``history.csv`` in one long table, with ``run_id``, ``setting`` and
-    ``mastered_fraction`` (samples mastered at the end of the epoch / training samples)."""
+    """Every finished run's ``history.csv`` in one long table, with ``run_id``, ``setting``,
+    ``excluded_fraction`` (samples left out of backprop in the epoch / training samples: those the
+    rule mastered at the end of the epoch before, none in an anneal epoch) and ``mastered_fraction``
+    (samples mastered at the end of the epoch / training samples)."""
     frames = []
     for row in results[results["status"].isin(OK)].itertuples():
         history = pd.read_csv(Path(output).expanduser() / row.run_id / "history.csv")
         metrics = _read_json(Path(output).expanduser() / row.run_id / "metrics.json")
         history.insert(0, "setting", row.setting)
         history.insert(0, "run_id", row.run_id)
-        history["mastered_fraction"] = history["n_mastered"] / metrics.get("num_train", math.nan)
+        num_train = metrics.get("num_train", math.nan)
+        history["excluded_fraction"] = history["forward_only_samples"] / num_train
+        history["mastered_fraction"] = history["n_mastered"] / num_train
         frames.append(history)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -543,6 +547,12 @@ def _verdict(margin: float, d: dict[str, float], strict: bool = False) -> str:
     if abs(margin) < d["std"] / math.sqrt(d["n"]):
         return "inconclusive (within seed noise)"
     return "supported" if (margin > 0 if strict else margin >= 0) else "not supported"
+
+
+def _pm(d: dict[str, float], scale: float = 100.0) -> str:
+    """``+0.12 ± 0.30 pt (2 seeds)`` from a paired difference (no spread for one seed)."""
+    spread = f" ± {d['std'] * scale:.2f}" if math.isfinite(d["std"]) else ""
+    return f"{d['mean'] * scale:+.2f}{spread} pt ({d['n']} seed{'s' if d['n'] != 1 else ''})"
 
 
 def paper_claims(
@@ -604,8 +614,7 @@ def paper_claims(
         verdict = _verdict(worst["mean"] + tolerance, worst)
     else:
         verdict = "not run"
-    evidence = "; ".join(f"{t:g}: {d['mean'] * pt:+.2f} ± {d['std'] * pt:.2f} pt, saved "
-                         f"{saved.get(thresholds[t], math.nan):.1%}" for t, d in ths.items())
+    evidence = "; ".join(f"{t:g}: {_pm(d)}, saved {saved.get(thresholds[t], math.nan):.1%}" for t, d in ths.items())
     rows.append({"claim": f"accuracy within {tolerance * pt:.1f} pt of the baseline for every threshold "
                           f"{min(thresholds, default=0):g} .. {max(thresholds, default=0):g}",
                  "verdict": verdict, "evidence": evidence})
@@ -617,7 +626,7 @@ def paper_claims(
             verdict = "not supported"
         else:
             verdict = _verdict(d["mean"] + tolerance, d)
-        evidence = f"saved {s:.1%}, accuracy {d['mean'] * pt:+.2f} ± {d['std'] * pt:.2f} pt ({d['n']} seeds)"
+        evidence = f"saved {s:.1%}, accuracy {_pm(d)}"
     else:
         verdict, evidence = "not run", ""
     rows.append({"claim": f"{saving_range[0]:.0%}-{saving_range[1]:.0%} of backprop saved with accuracy "
@@ -626,8 +635,7 @@ def paper_claims(
     # 4. IES against random exclusion of the same count
     for ies_setting, random_setting in random_pairs.items():
         d = paired_difference(results, ies_setting, random_setting)
-        evidence = (f"IES - random: {d['mean'] * pt:+.2f} ± {d['std'] * pt:.2f} pt ({d['n']} seeds), "
-                    f"both saving {saved.get(ies_setting, math.nan):.1%}") if d["n"] else ""
+        evidence = f"IES - random: {_pm(d)}, both saving {saved.get(ies_setting, math.nan):.1%}" if d["n"] else ""
         name = (names or {}).get(ies_setting, ies_setting)
         verdict = _verdict(d["mean"], d, strict=True)
         if d["n"] and not saved.get(ies_setting, 0) > 0:

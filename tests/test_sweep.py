@@ -127,6 +127,7 @@ def test_sweep_runs_caches_survives_a_failure_and_matches_the_random_budget(tmp_
     assert math.isnan(rows.loc[failing, "test_accuracy"])
     histories = load_histories(table, out)
     assert len(histories) == 3 * 6 and histories["mastered_fraction"].between(0, 1).all()
+    assert (histories["excluded_fraction"] * 240).round().tolist() == histories["forward_only_samples"].tolist()
 
     # again: finished runs are not re-run (files untouched), the failed one is tried again
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")}
@@ -249,3 +250,26 @@ def test_paper_claims_verdicts_by_hand():
     assert c["verdict"].tolist() == ["not run", "not run", "inconclusive (one seed)", "inconclusive (one seed)",
                                      "inconclusive (nothing was excluded)"]
     assert c["claim"][3].endswith("(IES (paper))")
+
+
+# ---------------------------------------------------------------------- the notebook
+def test_notebook_04_runs_in_the_smoke_profile_and_reports_what_it_ran(tmp_path):
+    from pathlib import Path
+
+    papermill = pytest.importorskip("papermill")
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    papermill.execute_notebook(str(repo / "notebooks" / "04_ablations.ipynb"), str(tmp_path / "run.ipynb"),
+                               parameters={"PROFILE": "smoke", "OUTPUT_DIR": str(out)}, cwd=str(repo),
+                               progress_bar=False, kernel_name="python3")
+    metrics = json.loads((out / "metrics.json").read_text())
+    results = pd.read_csv(out / "runs" / "results.csv")
+    assert metrics["profile"] == "smoke" and metrics["runs"] == len(results) == 3
+    assert set(results["status"]) == {"done"}
+    assert set(metrics["settings"]) == {"baseline", "IES (paper)", "random @ IES (paper)"}
+    for label, setting in (("baseline", "threshold=0"), ("IES (paper)", "base")):
+        rows = results[results["setting"] == setting]
+        assert metrics["settings"][label]["accuracy"] == pytest.approx(rows["test_accuracy"].mean())
+        assert metrics["settings"][label]["backprop_saving"] == pytest.approx(rows["backprop_saving"].mean())
+    assert len(metrics["claims"]) == 4 and all(isinstance(v, str) for v in metrics["claims"].values())
+    assert (out / "pareto.png").exists() and (out / "mastered_fraction.png").exists()
