@@ -1,7 +1,7 @@
 """GPU figures of the image path: throughput of the training step and of the tracking pass, the cost of
 the IES bookkeeping, and epochs of baseline vs IES on the CIFAR-10 subset. Run by ``benchmarks/gpu.sh``.
 
-    python benchmarks/gpu_throughput.py --npz data/cifar10_subset_10k.npz     # ~4-5 minutes on an H200
+    python benchmarks/gpu_throughput.py --npz data/cifar10_subset_10k.npz     # expected 2-4 minutes on an H200
     python benchmarks/gpu_throughput.py --quick                                # seconds, CPU: checks it runs
 
 Prints one JSON object:
@@ -159,12 +159,17 @@ def epochs(device, npz: Path | None, n_epochs, quick) -> dict:
     }
 
 
+def partial_result(result: dict) -> None:
+    """The figures so far, as one JSON line on stderr: what survives if the run is cut short."""
+    print(json.dumps(result), file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--npz", default="", help=f"the CIFAR-10 subset (default: {NPZ_NAME} in data/ or ../shared/data/)")
     p.add_argument("--batch-sizes", default="64,512")
     p.add_argument("--iters", type=int, default=50, help="timed iterations per throughput figure")
-    p.add_argument("--epochs", type=int, default=30, help="epochs of each of the baseline and IES runs")
+    p.add_argument("--epochs", type=int, default=40, help="epochs of each of the baseline and IES runs")
     p.add_argument("--compile", action="store_true", help="also torch.compile the throughput model")
     p.add_argument("--quick", action="store_true", help="tiny sizes on any device: checks that everything runs")
     p.add_argument("--device", default="auto")
@@ -192,7 +197,9 @@ def main(argv=None) -> int:
         "quick": args.quick,
         "throughput": throughput(device, sizes, iters, warmup, args.compile),
     }
+    partial_result(result)
     result["bookkeeping"] = bookkeeping(device, 10_000 if not args.quick else 256, 64, 200 if not args.quick else 5)
+    partial_result(result)
     result["epochs"] = epochs(device, npz, n_epochs, args.quick)
     if "baseline" in result["epochs"]:
         base_epoch = result["epochs"]["baseline"]["mean_epoch_s"]

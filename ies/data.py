@@ -13,6 +13,7 @@ dataset decoded by DataLoader workers, for your own loop with :mod:`ies.generic`
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,9 +60,14 @@ class ArrayDataset:
         return int(self.y_train.shape[0])
 
     def subset(self, n: int) -> ArrayDataset:
-        """The first ``n`` training samples (the test split is kept whole)."""
+        """The first ``n`` training samples (the test split is kept whole). Warns when they miss classes
+        that the whole split has (a file sorted by label: draw a random subset yourself)."""
         if n <= 0 or n >= self.num_train:
             return self
+        kept, total = self.y_train[:n].unique().numel(), self.y_train.unique().numel()
+        if kept < total:
+            warnings.warn(f"{self.name}: the first {n} training samples hold only {kept} of {total} classes "
+                          "(is the file sorted by label?)", stacklevel=2)
         return ArrayDataset(
             self.x_train[:n], self.y_train[:n], self.x_test, self.y_test, self.num_classes, self.name,
             self.mean, self.std,

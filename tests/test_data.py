@@ -162,3 +162,12 @@ def test_image_folder_through_dataloader_workers_and_the_active_sampler(tmp_path
     assert sorted(seen) == list(range(6))
     with pytest.raises(FileNotFoundError):
         D.image_folder(tmp_path / "nowhere")
+
+
+def test_subset_of_a_label_sorted_file_warns(tmp_path):
+    arrays = image_arrays(n_train=30)
+    arrays["y_train"] = np.sort(arrays["y_train"])
+    np.savez(tmp_path / "sorted.npz", **arrays)
+    with pytest.warns(UserWarning, match="only 1 of 3 classes"):
+        small = D.load_dataset(str(tmp_path / "sorted.npz"), size=5)
+    assert small.num_train == 5 and torch.equal(small.y_train, torch.as_tensor(arrays["y_train"][:5]))
