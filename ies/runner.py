@@ -32,6 +32,7 @@ class ThisPythonKernelManager(AsyncKernelManager):
         cmd = super().format_kernel_cmd(extra_arguments)
         if "ipykernel_launcher" in cmd:  # a Python kernel: use our interpreter, keep its arguments
             cmd[0] = sys.executable
+            cmd.append("--IPKernelApp.log_level=ERROR")  # not the kernel's own warnings (cells' output is kept)
         return cmd
 
 
