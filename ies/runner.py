@@ -84,6 +84,7 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, cwd: Path, progres
     from papermill.exceptions import PapermillExecutionError
 
     name = path.stem
+    out_dir.mkdir(parents=True, exist_ok=True)
     notebook_out = out_dir / name
     params = {**parameters, "OUTPUT_DIR": str(notebook_out)}
     result = NotebookResult(name)

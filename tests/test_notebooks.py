@@ -167,6 +167,24 @@ def test_runner_only_selected_with_this_python(tiny, tmp_path, capsys):
     assert re.search(r"01_first\s+ok\s+\d+\.\d\s+answer=42\s+ratio=0\.1235\s+seed=7", table)
 
 
+def test_runner_uses_this_python_whatever_kernelspec_jupyter_finds(tiny, tmp_path, monkeypatch):
+    # a user-level "python3" kernelspec pointing at another interpreter comes first on JUPYTER_PATH
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(tmp_path / "no-such-python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "another Python", "language": "python",
+    }))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == str(tmp_path / "no-such-python")
+    result = run_notebook(tiny / "01_first.ipynb", tmp_path / "run", {"PROFILE": "smoke"}, cwd=tiny.parent,
+                          progress=False)
+    assert result.status == "ok", result.error
+    assert Path(result.metrics["python"]).resolve() == Path(sys.executable).resolve()
+
+
 def test_runner_stops_at_the_failing_notebook(tiny, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code = main(["--notebooks", str(tiny), "--output", str(run_dir), "--no-progress"])
