@@ -58,8 +58,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
-    """Every random state a run reads: python, numpy, torch CPU, CUDA (if any) and ``generator``."""
+def rng_state(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """Every random state a run reads: python, numpy, torch CPU, CUDA (if any) and the named ``generators``."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
@@ -68,13 +68,12 @@ def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    if generator is not None:
-        state["generator"] = generator.get_state()
+    state["generators"] = {name: g.get_state() for name, g in (generators or {}).items()}
     return state
 
 
-def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
-    """Restore what :func:`rng_state` returned."""
+def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> None:
+    """Restore what :func:`rng_state` returned (into ``generators``, by name)."""
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
@@ -82,8 +81,8 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = Non
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    if generator is not None and "generator" in state:
-        generator.set_state(state["generator"])
+    for name, g in (generators or {}).items():
+        g.set_state(state["generators"][name])
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

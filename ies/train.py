@@ -155,7 +155,11 @@ def train(
     ies_threshold = cfg.threshold if cfg.selector == "ies" else 0.0
     tracker = MasteryTracker(n, ies_threshold, cfg.order, cfg.window, cfg.patience, cfg.rule, device=device)
     budget = random_budget(cfg.random_budget, cfg.epochs) if cfg.selector == "random" else None
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)  # data order and augmentation
+    # the random selector draws from its own stream, so that a matched-budget control sees the same
+    # data order as its reference run (same seed) and differs only in which samples it leaves out
+    select_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1_000_003)
+    generators = {"loader": gen, "selector": select_gen}
     channels_last = cfg.channels_last  # image batches; the model is converted on CUDA only (above)
     train_data = DeviceLoader(data.x_train, data.y_train, device, mean=data.mean, std=data.std,
                               augment=cfg.augment, generator=gen, channels_last=channels_last)
@@ -169,7 +173,7 @@ def train(
     mastered_cols: list[torch.Tensor] = []
     excluded = torch.zeros(n, dtype=torch.bool, device=device)
     if budget is not None and budget[0] > 0:  # a reference that excluded samples in its first epoch
-        excluded[torch.randperm(n, device=device, generator=gen)[: min(budget[0], n)]] = True
+        excluded[torch.randperm(n, device=device, generator=select_gen)[: min(budget[0], n)]] = True
     elapsed_before = 0.0
     start_epoch = 0
     if cfg.resume:
@@ -181,7 +185,7 @@ def train(
         sched.load_state_dict(state["scheduler"])
         tracker.load_state_dict(state["tracker"])
         excluded = state["excluded"].to(device)
-        ckpt.set_rng_state(state["rng"], gen)
+        ckpt.set_rng_state(state["rng"], generators)
         rows = list(state["history"])
         loss_cols = list(state.get("loss_cols", []))
         mastered_cols = list(state.get("mastered_cols", []))
@@ -237,7 +241,7 @@ def train(
         tracker.step()
         if budget is not None:
             k = min(budget[epoch + 1] if epoch + 1 < cfg.epochs else 0, n)
-            perm = torch.randperm(n, device=device, generator=gen)[:k]
+            perm = torch.randperm(n, device=device, generator=select_gen)[:k]
             excluded = torch.zeros_like(excluded).index_fill_(0, perm, True)
         else:
             excluded = tracker.mastered
@@ -297,7 +301,7 @@ def train(
                     "scheduler": sched.state_dict(),
                     "tracker": tracker.state_dict(),
                     "excluded": excluded,
-                    "rng": ckpt.rng_state(gen),
+                    "rng": ckpt.rng_state(generators),
                     "history": rows,
                     "loss_cols": loss_cols,
                     "mastered_cols": mastered_cols,

@@ -151,3 +151,14 @@ def test_clean_loss_source_tracks_every_sample_each_epoch(mnist_small):
 def test_loss_matrix_matches_the_tracker(mnist_small):
     r = train(Config(**FAST, epochs=6, threshold=0.05, keep_loss_matrix=True), dataset=mnist_small)
     assert torch.equal(r.loss_matrix[:, -r.tracker.lookback:], r.tracker.history()[:, -6:])
+
+
+def test_random_control_shares_the_data_order_of_its_reference(tmp_path):
+    """A matched-budget control whose reference excluded nothing is the reference run itself: the
+    selector's random stream is separate from the loader's."""
+    data = synthetic(600)
+    base = Config(dataset="synthetic", model="mlp", epochs=4, threshold=0.0, batch_size=32, progress=False)
+    ref = train(base.replace(output=str(tmp_path / "ref")), dataset=data)
+    ctl = train(base.replace(selector="random", random_budget=str(tmp_path / "ref" / "history.csv")), dataset=data)
+    cols = [c for c in ref.history.columns if c != "epoch_seconds"]
+    assert ref.history[cols].equals(ctl.history[cols])
