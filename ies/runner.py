@@ -77,9 +77,17 @@ def find_notebooks(folder: Path, only: str = "") -> list[Path]:
     return sorted(chosen)
 
 
-def run_notebook(path: Path, out_dir: Path, parameters: dict, cwd: Path, progress: bool = True) -> NotebookResult:
+#: Longest time one cell may run, per profile (None: no limit). A cell that hangs (a lost kernel
+#: message, a dead data source) then fails the run with a clear error instead of holding it forever.
+CELL_TIMEOUT = {"smoke": 600, "teaching": 1800, "full": None}
+
+
+def run_notebook(
+    path: Path, out_dir: Path, parameters: dict, cwd: Path, progress: bool = True, cell_timeout: float | None = -1
+) -> NotebookResult:
     """Execute ``path`` with papermill into ``out_dir/<name>.ipynb`` with ``OUTPUT_DIR =
-    out_dir/<name>``; return its result (the cell's error on failure, never raising for it)."""
+    out_dir/<name>``; return its result (the cell's error on failure, never raising for it).
+    ``cell_timeout`` in seconds (``None``: no limit; default: :data:`CELL_TIMEOUT` of the profile)."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -88,11 +96,13 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, cwd: Path, progres
     notebook_out = out_dir / name
     params = {**parameters, "OUTPUT_DIR": str(notebook_out)}
     result = NotebookResult(name)
+    timeout = CELL_TIMEOUT.get(str(params.get("PROFILE", "teaching")), None) if cell_timeout == -1 else cell_timeout
     start = time.perf_counter()
     try:
         pm.execute_notebook(
             str(path), str(out_dir / f"{name}.ipynb"), parameters=params, kernel_name="python3",
             cwd=str(cwd), progress_bar=progress, kernel_manager_class=ThisPythonKernelManager,
+            execution_timeout=timeout,
         )
         result.status = "ok"
     except PapermillExecutionError as e:

@@ -109,6 +109,19 @@ def test_smoke_run_writes_metrics(path, tmp_path):
     assert (tmp_path / f"{path.stem}.ipynb").exists()
 
 
+def test_training_notebook_resumes_from_its_checkpoints(tmp_path):
+    """03_training with RESUME=True continues from the checkpoints of a finished (or interrupted) run
+    and reports the same results without training again."""
+    path = ROOT / "notebooks" / "03_training.ipynb"
+    first = run_notebook(path, tmp_path, {"PROFILE": "smoke"}, cwd=ROOT, progress=False)
+    assert first.status == "ok", first.error
+    assert (tmp_path / "03_training" / "ies" / "checkpoint.pt").exists()
+    again = run_notebook(path, tmp_path, {"PROFILE": "smoke", "RESUME": True}, cwd=ROOT, progress=False)
+    assert again.status == "ok", again.error
+    for key in ("test_accuracy_baseline", "test_accuracy_ies", "backprop_saving"):
+        assert again.metrics[key] == first.metrics[key]
+
+
 # ---------------------------------------------------------------------- the runner on tiny notebooks
 def tiny_notebook(folder: Path, name: str, body: str) -> None:
     nb = nbformat.v4.new_notebook()
