@@ -34,7 +34,7 @@ class Config:
     """Dataset cache; empty = ``$IES_DATA_DIR`` or else ``data/`` of the repository."""
     dataset_size: int = 0
     """``mnist1d``/``synthetic``: number of samples generated (train + test, 0 = the default 5000);
-    other datasets: keep only the first this many training samples (0 = all)."""
+    other datasets: keep this many training samples, a fixed random draw (0 = all)."""
     augment: bool = True
     """Random crop (pad 4) and horizontal flip on image batches, done on the device."""
 

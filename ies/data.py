@@ -13,7 +13,6 @@ dataset decoded by DataLoader workers, for your own loop with :mod:`ies.generic`
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,16 +59,14 @@ class ArrayDataset:
         return int(self.y_train.shape[0])
 
     def subset(self, n: int) -> ArrayDataset:
-        """The first ``n`` training samples (the test split is kept whole). Warns when they miss classes
-        that the whole split has (a file sorted by label: draw a random subset yourself)."""
+        """``n`` training samples drawn at random with a fixed seed (the same ones in every run, kept in
+        their original order, so a file sorted by label still gives every class); the test split is
+        kept whole."""
         if n <= 0 or n >= self.num_train:
             return self
-        kept, total = self.y_train[:n].unique().numel(), self.y_train.unique().numel()
-        if kept < total:
-            warnings.warn(f"{self.name}: the first {n} training samples hold only {kept} of {total} classes "
-                          "(is the file sorted by label?)", stacklevel=2)
+        keep = torch.randperm(self.num_train, generator=torch.Generator().manual_seed(0))[:n].sort().values
         return ArrayDataset(
-            self.x_train[:n], self.y_train[:n], self.x_test, self.y_test, self.num_classes, self.name,
+            self.x_train[keep], self.y_train[keep], self.x_test, self.y_test, self.num_classes, self.name,
             self.mean, self.std,
         )
 

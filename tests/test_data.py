@@ -164,10 +164,15 @@ def test_image_folder_through_dataloader_workers_and_the_active_sampler(tmp_path
         D.image_folder(tmp_path / "nowhere")
 
 
-def test_subset_of_a_label_sorted_file_warns(tmp_path):
+def test_subset_of_a_label_sorted_file_is_a_fixed_random_draw(tmp_path):
     arrays = image_arrays(n_train=30)
     arrays["y_train"] = np.sort(arrays["y_train"])
     np.savez(tmp_path / "sorted.npz", **arrays)
-    with pytest.warns(UserWarning, match="only 1 of 3 classes"):
-        small = D.load_dataset(str(tmp_path / "sorted.npz"), size=5)
-    assert small.num_train == 5 and torch.equal(small.y_train, torch.as_tensor(arrays["y_train"][:5]))
+    small = D.load_dataset(str(tmp_path / "sorted.npz"), size=12)
+    again = D.load_dataset(str(tmp_path / "sorted.npz"), size=12)
+    assert small.num_train == 12 and torch.equal(small.y_train, again.y_train)  # the same draw every time
+    assert small.y_train.unique().numel() == 3  # every class, although the file is sorted by label
+    assert (small.y_train.diff() >= 0).all()  # original order kept
+    full = torch.as_tensor(arrays["x_train"])
+    rows = [int((full == x).flatten(1).all(1).nonzero()[0]) for x in small.x_train]
+    assert rows == sorted(set(rows)) and torch.equal(small.y_train, torch.as_tensor(arrays["y_train"][rows]))
