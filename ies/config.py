@@ -46,8 +46,9 @@ class Config:
     """Number of training epochs."""
     batch_size: int = 64
     """Mini-batch size of the training pass (the authors use 64)."""
-    eval_batch_size: int = 1024
-    """Batch size of the no-grad passes (tracking of mastered samples, clean losses, test)."""
+    eval_batch_size: int = 0
+    """Batch size of the no-grad passes (tracking of mastered samples, clean losses, test); 0 = 1024 on
+    a GPU, 128 on a CPU (where a forward at batch 1024 costs about twice as much per sample)."""
     optimizer: str = "sgd"
     """``sgd`` (momentum, as the authors) or ``adam``."""
     lr: float = 0.1
@@ -144,7 +145,7 @@ class Config:
                 f"dataset must be one of {DATASETS} or a path to an .npz file, got {self.dataset!r}"
                 f"{_suggest(self.dataset, DATASETS)}"
             )
-        _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=1, window=1, patience=1)
+        _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, window=1, patience=1)
         _at_least(self, checkpoint_every=0, seed=0)
         for name in ("lr", "momentum", "weight_decay", "gamma", "threshold", "anneal_fraction"):
             value = getattr(self, name)

@@ -146,7 +146,8 @@ def train(
     if cuda and cfg.channels_last and data.is_image:
         model = model.to(memory_format=torch.channels_last)
     # compiled graphs only ever see these batch sizes; each pass's remainder batch runs eagerly
-    step_model = FixedShapeCompiled(model, (cfg.batch_size, cfg.eval_batch_size)) if cfg.compile else model
+    eval_batch_size = cfg.eval_batch_size or (128 if device.type == "cpu" else 1024)
+    step_model = FixedShapeCompiled(model, (cfg.batch_size, eval_batch_size)) if cfg.compile else model
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.amp) else contextlib.nullcontext()
     opt, sched = make_optimizer(cfg, model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -232,9 +233,9 @@ def train(
         # 2. keep tracking the samples that were left out
         if cfg.loss_source == "official" and skipped.numel():
             # as the authors: eval mode, no grad, the training augmentation
-            _forward_losses(step_model, train_data, skipped, cfg.eval_batch_size, amp, tracker, augment=True)
+            _forward_losses(step_model, train_data, skipped, eval_batch_size, amp, tracker, augment=True)
         elif cfg.loss_source == "clean":
-            _forward_losses(step_model, train_data, None, cfg.eval_batch_size, amp, tracker, augment=False)
+            _forward_losses(step_model, train_data, None, eval_batch_size, amp, tracker, augment=False)
         sched.step()
 
         # 3. decide who is mastered for the next epoch
@@ -250,7 +251,7 @@ def train(
             mastered_cols.append(excluded.cpu())
 
         # 4. evaluate, then one host sync for the whole epoch
-        test_loss, correct = _evaluate(step_model, test_data, cfg.eval_batch_size, amp)
+        test_loss, correct = _evaluate(step_model, test_data, eval_batch_size, amp)
         tracked = tracker.last_losses
         finite = torch.isfinite(tracked)
         stats = tracker.counts
