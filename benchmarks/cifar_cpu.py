@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ies import Config, MasteryTracker
     from ies.data import load_dataset
+    from ies.notebook import flop_ideal_speedup
 
     train_module = importlib.import_module("ies.train")  # the module (``ies.train`` is also the function)
     timed = timed_tracker_class(MasteryTracker)
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     base_n_backprop = data.num_train * args.epochs
     s = ies["backprop_saved"]
     speedup = base["wall_time_s"] / ies["wall_time_s"]
-    ideal = 1 / (1 - 2 * s / 3)
+    ideal = flop_ideal_speedup(s)
     # the FLOP ideal counts training and tracking only: the same test evaluation in both runs dilutes it
     train_s = {k: r["wall_time_s"] - r["test_eval_s"] for k, r in runs.items()}
     speedup_train = train_s["baseline"] / train_s["ies"]

@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))  # run from a copy of the repository without insta
 from ies import Config, MasteryTracker  # noqa: E402
 from ies.data import DeviceLoader, load_dataset  # noqa: E402
 from ies.models import build_model  # noqa: E402
+from ies.notebook import flop_ideal_speedup  # noqa: E402
 
 NPZ_NAME = "cifar10_subset_10k.npz"
 CANDIDATES = [REPO / "data" / NPZ_NAME, REPO / "shared" / "data" / NPZ_NAME, REPO.parent / "shared" / "data" / NPZ_NAME]
@@ -147,7 +148,7 @@ def epochs(device, npz: Path | None, n_epochs, quick) -> dict:
         runs[method]["mean_epoch_s"] = m["epoch_seconds_total"] / m["epochs_completed"]
     s = runs["ies"]["backprop_saving"]
     speedup = runs["baseline"]["wall_time_s"] / runs["ies"]["wall_time_s"]
-    ideal = 1 / (1 - 2 * s / 3)
+    ideal = flop_ideal_speedup(s)
     return {
         "data": name, "n_train": data.num_train, "epochs": n_epochs, "batch_size": cfg.batch_size, **runs,
         "accuracy_difference": runs["ies"]["test_accuracy"] - runs["baseline"]["test_accuracy"],
