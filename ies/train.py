@@ -145,8 +145,8 @@ def train(
     cuda = device.type == "cuda"
     if cuda and cfg.channels_last and data.is_image:
         model = model.to(memory_format=torch.channels_last)
-    # compiled graphs only ever see these batch sizes; each pass's remainder batch runs eagerly
     eval_batch_size = cfg.eval_batch_size or (128 if device.type == "cpu" else 1024)
+    # compiled graphs only ever see these batch sizes; each pass's remainder batch runs eagerly
     step_model = FixedShapeCompiled(model, (cfg.batch_size, eval_batch_size)) if cfg.compile else model
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.amp) else contextlib.nullcontext()
     opt, sched = make_optimizer(cfg, model)
