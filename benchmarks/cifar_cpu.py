@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     timed = timed_tracker_class(MasteryTracker)
     train_module.MasteryTracker = timed  # instrumentation of this process only
     phase_seconds = {"test_eval": 0.0, "tracking_pass": 0.0}
-    train_module._evaluate = timed_function(train_module._evaluate, phase_seconds, "test_eval")
+    train_module.evaluate = timed_function(train_module.evaluate, phase_seconds, "test_eval")
     train_module._forward_losses = timed_function(train_module._forward_losses, phase_seconds, "tracking_pass")
 
     data = load_dataset(str(path))

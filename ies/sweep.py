@@ -46,6 +46,7 @@ from typing import Any
 
 import pandas as pd
 
+from .checkpoint import write_json
 from .config import Config, cast
 
 #: Fields that control how a run is executed, not what it computes (ignored when deciding
@@ -363,7 +364,7 @@ def run_sweep(
                     errors[rid] = "\n".join(filter(None, [errors.get(rid, f"exit code {code}"), tail]))
                     if progress:
                         tqdm.write(f"[sweep] {rid} failed: {errors[rid]}")
-                _write_json(Path(r.config.output) / "sweep_run.json", {
+                write_json(Path(r.config.output) / "sweep_run.json", {
                     "run_id": rid, "status": status[rid], "returncode": code, "process_seconds": elapsed,
                     "overrides": r.overrides, "error": errors.get(rid, "")})
                 bar.update()
@@ -466,12 +467,6 @@ def _read_json(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

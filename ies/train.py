@@ -251,7 +251,7 @@ def train(
             mastered_cols.append(excluded.cpu())
 
         # 4. evaluate, then one host sync for the whole epoch
-        test_loss, correct = _evaluate(step_model, test_data, eval_batch_size, amp)
+        test_loss, correct = evaluate(step_model, test_data, eval_batch_size, amp)
         tracked = tracker.last_losses
         finite = torch.isfinite(tracked)
         stats = tracker.counts
@@ -341,17 +341,19 @@ def _forward_losses(model, loader: DeviceLoader, indices, batch_size, amp, track
 
 
 @torch.no_grad()
-def _evaluate(model, loader: DeviceLoader, batch_size, amp) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed test loss and number correct, as device scalars (no host sync)."""
+def evaluate(model, loader: DeviceLoader, batch_size: int = 1024, amp=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy and number correct over every sample of ``loader``, in eval mode, as device
+    scalars (no host sync); the model's train/eval mode is restored. ``amp``: an autocast context or None."""
+    was_training = model.training
     model.eval()
     loss = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device)
     for x, y, _ in loader.batches(None, batch_size):
-        with amp:
+        with amp or contextlib.nullcontext():
             logits = model(x).float()
         loss += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
-    model.train()
+    model.train(was_training)
     return loss, correct
 
 

@@ -437,14 +437,9 @@ def _warmup_cosine(step: int, warmup: int, total: int) -> float:
 @torch.no_grad()
 def accuracy(model: nn.Module, loader: DeviceLoader, batch_size: int = 1024, amp=None) -> float:
     """Eval-mode accuracy of ``model`` on every sample of ``loader`` (restores the training flag)."""
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), device=loader.device)
-    with amp or contextlib.nullcontext():
-        for x, y, _ in loader.batches(None, batch_size):
-            correct += (model(x).argmax(1) == y).sum()
-    model.train(was_training)
-    return float(correct) / len(loader)
+    from .train import evaluate
+
+    return float(evaluate(model, loader, batch_size, amp)[1]) / len(loader)
 
 
 # ---------------------------------------------------------------------------------------------- protocol
