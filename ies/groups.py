@@ -231,3 +231,67 @@ def cap_mastered(mastered: torch.Tensor, groups: torch.Tensor, cap: float, score
     out = torch.zeros_like(mastered, dtype=torch.bool)
     out[order[rank < limit[sorted_groups]]] = True
     return out
+
+
+def fit_shares(pred: torch.Tensor, y: torch.Tensor, clean_y: torch.Tensor, noisy: torch.Tensor) -> dict[str, float]:
+    """How the training set is fitted under label noise, from ``(N,)`` predictions on the training
+    samples, their given labels ``y`` (noisy where flipped), the clean labels and the ``noisy`` mask:
+
+    - ``clean_fit``: share of clean samples predicted as their label;
+    - ``noisy_memorised``: share of noisy samples predicted as their *noisy* label (memorisation);
+    - ``noisy_true``: share of noisy samples predicted as their *clean* label (the model sees through
+      the noise). NaN where a part is empty."""
+    def share(mask: torch.Tensor) -> float:
+        return float(mask.double().mean()) if mask.numel() else float("nan")
+
+    return {"clean_fit": share((pred == y)[~noisy]), "noisy_memorised": share((pred == y)[noisy]),
+            "noisy_true": share((pred == clean_y)[noisy])}
+
+
+Partition = tuple[torch.Tensor, "torch.Tensor | None", list[str]]
+"""(train groups (N,), test groups (M,) or None, group names)."""
+
+
+def partitions(class_train: torch.Tensor, group_train: torch.Tensor, noisy: torch.Tensor, num_classes: int,
+               class_test: torch.Tensor | None = None,
+               group_test: torch.Tensor | None = None) -> dict[str, Partition]:
+    """The partitions a run is accounted by: ``partition -> (train groups (N,), test groups (M,) or None,
+    names)``. Always ``class`` (by the clean label: the class a sample really is); with a subgroup
+    (any ``group_train`` 1) also ``subgroup`` (majority/minority) and ``class/subgroup`` (``"3/minority"``);
+    with label noise (any ``noisy``) also ``noise`` (clean/noisy; no test counterpart)."""
+    out = {"class": (class_train, class_test, [str(c) for c in range(num_classes)])}
+    if bool(group_train.any()):
+        out["subgroup"] = (group_train, group_test, ["majority", "minority"])
+        cross_test = None if class_test is None or group_test is None else class_test * 2 + group_test
+        names = [f"{c}/{g}" for c in range(num_classes) for g in ("majority", "minority")]
+        out["class/subgroup"] = (class_train * 2 + group_train, cross_test, names)
+    if bool(noisy.any()):
+        out["noise"] = (noisy.long(), None, ["clean", "noisy"])
+    return out
+
+
+def group_tables(mastered: torch.Tensor, parts: dict[str, Partition], pred_test: torch.Tensor | None = None,
+                 y_test: torch.Tensor | None = None,
+                 num_classes: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two companion tables of a run, for every partition of :func:`partitions`:
+
+    - per epoch (``groups.csv``): ``partition, group, epoch, n, n_mastered, share_mastered``;
+    - per group (``groups_summary.csv``): ``partition`` + the columns of :func:`mastery_summary` +
+      ``test_n, test_correct, test_accuracy`` (the recall of the class for ``class``; accuracy within
+      the group otherwise; NaN where the partition has no test side or no predictions were given).
+    """
+    per_epoch, summary = [], []
+    for name, (train_groups, test_groups, names) in parts.items():
+        g = len(names)
+        per_epoch.append(mastered_share_table(mastered, train_groups, names, g).assign(partition=name))
+        s = mastery_summary(mastered, train_groups, names, g).assign(partition=name)
+        s["test_n"], s["test_correct"], s["test_accuracy"] = float("nan"), float("nan"), float("nan")
+        if test_groups is not None and pred_test is not None and y_test is not None:
+            r = recall_table(pred_test, y_test, test_groups, num_classes, names, g)
+            s["test_n"], s["test_correct"], s["test_accuracy"] = r.n.values, r.correct.values, r.accuracy.values
+        summary.append(s)
+    first = ["partition", "group"]
+    per_epoch = pd.concat(per_epoch, ignore_index=True)
+    summary = pd.concat(summary, ignore_index=True)
+    return (per_epoch[first + [c for c in per_epoch if c not in first]],
+            summary[first + [c for c in summary if c not in first]])

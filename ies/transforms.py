@@ -234,3 +234,29 @@ def minority_subgroup(data: ArrayDataset, share: float, classes: tuple[int, ...]
     step = f"minority_subgroup({share}, {classes}, {attribute})"
     return (_with(data, x_train=x_train, x_test=x_test),
             replace(truth, group_train=group_train, group_test=group_test, steps=(*truth.steps, step)))
+
+
+NOISE_TYPES = ("symmetric", "asymmetric")
+
+
+def apply_transforms(data: ArrayDataset, *, label_noise: float = 0.0, noise_type: str = "symmetric",
+                     imbalance: float = 1.0, subgroup_share: float = 0.0, subgroup_classes: tuple[int, ...] = (),
+                     subgroup_attribute: str = "invert", seed: int = 0) -> tuple[ArrayDataset, Truth]:
+    """The transforms a run asks for, in a fixed order: the long tail (``imbalance > 1``), then the
+    minority subgroup (``subgroup_share > 0``, on ``subgroup_classes``, empty = every class), then label
+    noise (``label_noise > 0``, ``noise_type`` symmetric or asymmetric), so the noise rate is a share of
+    the final training set. Each draw uses its own seed derived from ``seed`` (the data set is the same
+    for every selector run with that seed). With nothing asked, ``data`` is returned as it is."""
+    if noise_type not in NOISE_TYPES:
+        raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
+    _check_rate(label_noise)
+    truth = Truth.identity(data)
+    if imbalance != 1:
+        data, truth = long_tailed(data, imbalance, seed=seed, truth=truth)
+    if subgroup_share:
+        data, truth = minority_subgroup(data, subgroup_share, tuple(subgroup_classes) or None,
+                                        subgroup_attribute, seed=seed + 1, truth=truth)
+    if label_noise:
+        noise = symmetric_noise if noise_type == "symmetric" else asymmetric_noise
+        data, truth = noise(data, label_noise, seed=seed + 2, truth=truth)
+    return data, truth

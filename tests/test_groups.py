@@ -149,3 +149,36 @@ def test_cap_is_never_exceeded_and_matches_a_plain_reference():
 def test_cap_outside_range_is_an_error_naming_it(cap):
     with pytest.raises(ValueError, match=r"^cap must be in \(0, 1\]"):
         G.cap_mastered(MASTERED[:, 0], GROUPS, cap, torch.zeros(5))
+
+
+def test_fit_shares_by_hand():
+    y = torch.tensor([0, 1, 2, 2, 0])
+    clean = torch.tensor([0, 1, 1, 0, 0])
+    noisy = y != clean
+    pred = torch.tensor([0, 0, 2, 0, 0])
+    assert G.fit_shares(pred, y, clean, noisy) == {"clean_fit": 2 / 3, "noisy_memorised": 0.5, "noisy_true": 0.5}
+
+
+def test_group_tables_cover_every_partition_and_sum_to_totals():
+    class_train = torch.tensor([0, 0, 1, 1, 1])
+    group_train = torch.tensor([0, 1, 0, 0, 1])
+    noisy = torch.tensor([False, False, True, False, False])
+    class_test, group_test = torch.tensor([0, 1, 1, 0]), torch.tensor([1, 0, 1, 0])
+    parts = G.partitions(class_train, group_train, noisy, 2, class_test, group_test)
+    assert list(parts) == ["class", "subgroup", "class/subgroup", "noise"]
+    pred = torch.tensor([0, 1, 0, 1])
+    per_epoch, summary = G.group_tables(MASTERED, parts, pred, class_test, 2)
+    for name in parts:
+        rows = per_epoch[per_epoch.partition == name]
+        assert rows.groupby("epoch").n_mastered.sum().tolist() == MASTERED.sum(0).tolist()
+        assert summary[summary.partition == name].n.sum() == 5
+    cls = summary[summary.partition == "class"].set_index("group")
+    assert cls.test_accuracy.tolist() == [0.5, 0.5] and cls.test_n.tolist() == [2, 2]
+    sub = summary[summary.partition == "subgroup"].set_index("group")
+    assert sub.test_accuracy.tolist() == [0.5, 0.5]
+    cross = summary[summary.partition == "class/subgroup"].set_index("group")
+    assert cross.loc["1/minority", "test_n"] == 1 and cross.loc["1/minority", "test_correct"] == 0
+    assert cross.loc["0/minority", "ever_mastered"] == 1  # sample 1: class 0, minority, first mastered at 3
+    assert math.isnan(summary[summary.partition == "noise"].test_accuracy.iloc[0])
+    assert list(G.partitions(class_train, torch.zeros(5, dtype=torch.long), torch.zeros(5, dtype=torch.bool), 2)) == [
+        "class"]

@@ -174,3 +174,17 @@ def test_bad_input_is_one_error_naming_the_parameter(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b") as err:
         call(signals())
     assert "\n" not in str(err.value)
+
+
+def test_apply_transforms_in_order_and_identity():
+    data = signals((100, 100, 100, 100))
+    same, truth = T.apply_transforms(data)
+    assert same is data and truth.steps == () and not truth.noisy.any()
+    out, truth = T.apply_transforms(data, label_noise=0.2, imbalance=4, subgroup_share=0.1, seed=3)
+    assert [s.split("(")[0] for s in truth.steps] == ["long_tailed", "minority_subgroup", "symmetric_noise"]
+    assert torch.bincount(truth.clean_y_train).tolist() == T.long_tailed_counts(100, 4, 4)
+    assert int(truth.noisy.sum()) == round(0.2 * out.num_train)
+    again, truth2 = T.apply_transforms(data, label_noise=0.2, imbalance=4, subgroup_share=0.1, seed=3)
+    assert torch.equal(again.y_train, out.y_train) and torch.equal(truth2.group_test, truth.group_test)
+    with pytest.raises(ValueError, match="^noise_type"):
+        T.apply_transforms(data, noise_type="pairwise")
