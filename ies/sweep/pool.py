@@ -12,8 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -35,8 +37,8 @@ def worker_command(config_file: str | os.PathLike, python: str = sys.executable)
 
 def run_sweep(
     base: Config | None = None,
-    grid=None,
-    points=None,
+    grid: Mapping[str, Iterable[Any]] | None = None,
+    points: Iterable[Mapping[str, Any]] | None = None,
     *,
     output: str | os.PathLike = "runs/sweep",
     jobs: int = 1,
@@ -125,7 +127,7 @@ def _environment(threads: int | None, jobs: int) -> dict[str, str]:
 
 
 def _execute(todo: list[Run], outcomes: dict[str, Outcome], *, jobs: int, python: str, env: dict[str, str],
-             timeout: float | None, report) -> None:
+             timeout: float | None, report: Callable[[Run], None]) -> None:
     """Run ``todo`` in a pool of ``jobs`` threads, each waiting on one process; a random control
     starts when its reference has an outcome. Fills ``outcomes``; ``report(run)`` after each."""
     processes = _Processes()
