@@ -48,10 +48,12 @@ def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
 
 
 def train_pass(model: nn.Module, opt: torch.optim.Optimizer, loader: DeviceLoader, plan: Plan, batch_size: int,
-               amp=None, observe: Observe | None = None, grad_params: list[torch.Tensor] | None = None) -> TrainStats:
+               amp=None, observe: Observe | None = None, grad_params: list[torch.Tensor] | None = None,
+               on_step: Callable[[], object] | None = None) -> TrainStats:
     """One pass of SGD over ``plan.train`` (shuffled, augmented), each step on the mean of the
     per-sample cross-entropies (times ``plan.weights[idx]`` when given). ``observe(idx, losses)`` gets every
-    batch's detached per-sample losses; ``grad_params``: record the gradient norm of these parameters."""
+    batch's detached per-sample losses; ``grad_params``: record the gradient norm of these parameters;
+    ``on_step()`` runs after every optimiser step (a per-step learning-rate schedule)."""
     device = loader.device
     stats = TrainStats(*(torch.zeros((), device=device) for _ in range(3)))
     model.train()
@@ -66,6 +68,8 @@ def train_pass(model: nn.Module, opt: torch.optim.Optimizer, loader: DeviceLoade
             stats.grad_norm_sum += gn
             stats.grad_norm_max = torch.maximum(stats.grad_norm_max, gn)
         opt.step()
+        if on_step is not None:
+            on_step()
         stats.steps += 1
         stats.loss_sum += losses.detach().sum()
         if observe is not None:

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ArrayDataset, DeviceLoader
-from .epoch import evaluate
+from .epoch import evaluate, train_pass
 from .linear_probe import final_linear
 from .models import Float32Linear
+from .selectors import Plan
 
 
 @dataclass(frozen=True)
@@ -128,19 +128,12 @@ def fine_tune(
 
 def _train_epoch(model: nn.Module, train: DeviceLoader, opt: torch.optim.Optimizer,
                  sched: torch.optim.lr_scheduler.LRScheduler, batch_size: int, amp) -> torch.Tensor:
-    """One shuffled, augmented pass over ``train``: a step of ``opt`` and of ``sched`` per batch. Returns the
-    summed training loss as a device scalar (no host sync)."""
-    model.train()
-    loss_sum = torch.zeros((), device=train.device)
-    for x, y, _ in train.batches(None, batch_size, shuffle=True, augment=True):
-        with amp:
-            loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        loss_sum += loss.detach() * y.numel()
-    return loss_sum
+    """One shuffled, augmented pass over every sample of ``train`` (the training loop's
+    :func:`ies.epoch.train_pass`), a step of ``sched`` per batch. Returns the summed training loss as a
+    device scalar (no host sync)."""
+    everyone = Plan(train=torch.arange(len(train), device=train.device),
+                    track=torch.empty(0, dtype=torch.int64, device=train.device))
+    return train_pass(model, opt, train, everyone, batch_size, amp, on_step=sched.step).loss_sum
 
 
 def _warmup_cosine(step: int, warmup: int, total: int) -> float:
