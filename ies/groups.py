@@ -192,7 +192,8 @@ def demographic_parity_difference(pred: torch.Tensor, groups: torch.Tensor, num_
     return float(gaps.max())
 
 
-def cap_mastered(mastered: torch.Tensor, groups: torch.Tensor, cap: float, score: torch.Tensor) -> torch.Tensor:
+def cap_mastered(mastered: torch.Tensor, groups: torch.Tensor, cap: float, score: torch.Tensor,
+                 num_groups: int | None = None) -> torch.Tensor:
     """Class-balanced removal: keep at most ``floor(cap * n_g)`` mastered samples in each group ``g``
     (``n_g`` = the group's size, all its samples, mastered or not); the others train again.
 
@@ -205,6 +206,7 @@ def cap_mastered(mastered: torch.Tensor, groups: torch.Tensor, cap: float, score
         groups: ``(N,)`` int64 group (class) of each sample.
         cap: the largest mastered share per group, in (0, 1]; 1 changes nothing.
         score: ``(N,)`` float, lower = more confidently mastered.
+        num_groups: the number of groups, if known (saves reading ``groups.max()`` back from the device).
 
     Returns:
         ``(N,)`` bool on ``mastered``'s device, a subset of ``mastered``.
@@ -215,7 +217,7 @@ def cap_mastered(mastered: torch.Tensor, groups: torch.Tensor, cap: float, score
         raise ValueError(f"mastered, groups and score must be (N,) of one size, got "
                          f"{tuple(mastered.shape)}, {tuple(groups.shape)}, {tuple(score.shape)}")
     groups = groups.long()
-    g = int(groups.max()) + 1 if groups.numel() else 0
+    g = num_groups if num_groups is not None else (int(groups.max()) + 1 if groups.numel() else 0)
     sizes = torch.bincount(groups, minlength=g)
     # float64 with a tolerance, so that e.g. 0.29 * 100 allows 29, not 28
     limit = torch.floor(cap * sizes.double() * (1 + 1e-12)).long()
@@ -271,11 +273,13 @@ def partitions(class_train: torch.Tensor, group_train: torch.Tensor, noisy: torc
 
 
 def group_tables(mastered: torch.Tensor, parts: dict[str, Partition], pred_test: torch.Tensor | None = None,
-                 y_test: torch.Tensor | None = None,
-                 num_classes: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 y_test: torch.Tensor | None = None, num_classes: int | None = None,
+                 fitted: torch.Tensor | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The two companion tables of a run, for every partition of :func:`partitions`:
 
-    - per epoch (``groups.csv``): ``partition, group, epoch, n, n_mastered, share_mastered``;
+    - per epoch (``groups.csv``): ``partition, group, epoch, n, n_mastered, share_mastered``, and with
+      ``fitted`` (``(N, T)`` bool, e.g. tracked loss < ln 2: the model gives the sample's label more than
+      half its probability, so it predicts that label) also ``n_fitted, share_fitted``;
     - per group (``groups_summary.csv``): ``partition`` + the columns of :func:`mastery_summary` +
       ``test_n, test_correct, test_accuracy`` (the recall of the class for ``class``; accuracy within
       the group otherwise; NaN where the partition has no test side or no predictions were given).
@@ -283,7 +287,11 @@ def group_tables(mastered: torch.Tensor, parts: dict[str, Partition], pred_test:
     per_epoch, summary = [], []
     for name, (train_groups, test_groups, names) in parts.items():
         g = len(names)
-        per_epoch.append(mastered_share_table(mastered, train_groups, names, g).assign(partition=name))
+        table = mastered_share_table(mastered, train_groups, names, g).assign(partition=name)
+        if fitted is not None:
+            table["n_fitted"] = mastered_counts(fitted, train_groups, g).flatten().numpy()
+            table["share_fitted"] = table["n_fitted"] / table["n"]
+        per_epoch.append(table)
         s = mastery_summary(mastered, train_groups, names, g).assign(partition=name)
         s["test_n"], s["test_correct"], s["test_accuracy"] = float("nan"), float("nan"), float("nan")
         if test_groups is not None and pred_test is not None and y_test is not None:
