@@ -70,3 +70,22 @@ def write_group_report(folder: str | Path, run: Run, mastered: torch.Tensor,
     per_epoch.to_csv(folder / "groups.csv", index=False)
     summary.to_csv(folder / "groups_summary.csv", index=False)
     return headline(summary, pred, run)
+
+
+def load_group_tables(results: pd.DataFrame, output: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every finished run's ``groups.csv`` and ``groups_summary.csv`` of a sweep (``results`` as
+    :func:`ies.sweep.run_sweep` returns it), each with ``run_id``, ``setting`` and ``seed`` columns in front."""
+    per_epoch, summary = [], []
+    for row in results[results["status"].isin(("done", "cached"))].itertuples():
+        folder = Path(output).expanduser() / row.run_id
+        if not (folder / "groups.csv").exists():
+            continue
+        seed = getattr(row, "seed", 0)
+        for frame, name in ((per_epoch, "groups.csv"), (summary, "groups_summary.csv")):
+            table = pd.read_csv(folder / name)
+            table.insert(0, "seed", seed)
+            table.insert(0, "setting", row.setting)
+            table.insert(0, "run_id", row.run_id)
+            frame.append(table)
+    return (pd.concat(per_epoch, ignore_index=True) if per_epoch else pd.DataFrame(),
+            pd.concat(summary, ignore_index=True) if summary else pd.DataFrame())
