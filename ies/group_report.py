@@ -74,7 +74,8 @@ def write_group_report(folder: str | Path, run: Run, mastered: torch.Tensor,
 
 def load_group_tables(results: pd.DataFrame, output: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every finished run's ``groups.csv`` and ``groups_summary.csv`` of a sweep (``results`` as
-    :func:`ies.sweep.run_sweep` returns it), each with ``run_id``, ``setting`` and ``seed`` columns in front."""
+    :func:`ies.sweep.run_sweep` returns it), each with ``run_id``, ``setting`` and ``seed`` columns in front
+    (``group`` read as text: a class is ``"3"``)."""
     per_epoch, summary = [], []
     for row in results[results["status"].isin(("done", "cached"))].itertuples():
         folder = Path(output).expanduser() / row.run_id
@@ -82,7 +83,7 @@ def load_group_tables(results: pd.DataFrame, output: str | Path) -> tuple[pd.Dat
             continue
         seed = getattr(row, "seed", 0)
         for frame, name in ((per_epoch, "groups.csv"), (summary, "groups_summary.csv")):
-            table = pd.read_csv(folder / name)
+            table = pd.read_csv(folder / name, dtype={"group": str})  # class "3" and "minority" alike
             table.insert(0, "seed", seed)
             table.insert(0, "setting", row.setting)
             table.insert(0, "run_id", row.run_id)
