@@ -58,3 +58,24 @@ def test_run_table_reads_metrics_and_group_headlines(tmp_path):
         "best_test_accuracy": 0.85, "backprop_saving": 0.0, "compute_saving": 0.0,
         "worst_class_test_accuracy": 0.5}]
     assert not math.isnan(table.test_accuracy[0])
+
+
+def test_run_settings_in_process_runs_references_first_then_caches(tmp_path):
+    base = Config(dataset="synthetic", dataset_size=600, model="mlp", epochs=6, threshold=0.05, lr=0.05,
+                  progress=False, device="cpu", checkpoint_every=0, track_grad_norm=False)
+    table = {"b": ("x", {"threshold": 0.0}), "c": ("x", {"class_cap": 0.3}),
+             "r": ("x", {"selector": "random", "random_budget": "@cap"})}
+    # the twin's capped run is looked up by label: name them as the settings() convention does
+    table = {"s · baseline": table["b"], "s · IES + cap": table["c"], "s · random @ cap": table["r"]}
+    pts, label_of = oq.points(table, [0])
+    first = oq.run_settings(base, pts, tmp_path, jobs=1)
+    assert first["status"].tolist() == ["done", "done", "done"]
+    again = oq.run_settings(base, pts, tmp_path, jobs=1)
+    assert again["status"].tolist() == ["cached"] * 3
+    runs = oq.run_table(again, tmp_path, label_of, table)
+    by = runs.set_index("label")
+    assert by.loc["s · baseline", "backprop_saving"] == 0
+    capped = pd.read_csv(tmp_path / by.loc["s · IES + cap", "run_id"] / "history.csv")
+    twin = pd.read_csv(tmp_path / by.loc["s · random @ cap", "run_id"] / "history.csv")
+    assert capped["n_mastered"].sum() > 0
+    assert twin["forward_only_samples"].tolist() == capped["forward_only_samples"].tolist()  # equal compute
