@@ -33,7 +33,7 @@ Setting = tuple[str, dict[str, Any]]  # (section, overrides of the base configur
 
 
 def settings(*, noise_rate: float = 0.2, noise_type: str = "symmetric", imbalance: float = 10.0,
-             subgroup_share: float = 0.1, subgroup_attribute: str = "noise", cap: float = 0.3,
+             subgroup_share: float = 0.1, subgroup_attribute: str = "noise", cap: float = 0.1,
              transformer_lr: float = 0.03, twins: Iterable[str] = ("long_tail", "subgroup")) -> dict[str, Setting]:
     """``label -> (section, overrides)`` of every setting. ``threshold=0.0`` marks a baseline; the cap
     settings use ``class_cap=cap`` (by class for the long tail, by subgroup for the subgroup); ``twins``:
