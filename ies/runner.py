@@ -19,9 +19,9 @@ import json
 import math
 import sys
 import time
-from queue import Empty
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 
 try:
     import papermill as pm

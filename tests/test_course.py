@@ -14,7 +14,6 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from ies.runner import main, run_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 by_name = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 
 
@@ -35,6 +33,12 @@ def requirement_name(req: str) -> str:
 
 
 KERNEL = {requirement_name(p) for p in course.KERNEL_PACKAGES}
+
+
+@pytest.fixture
+def pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 # ---------------------------------------------------------------------- the setup cell
@@ -47,7 +51,7 @@ def test_setup_cell_is_the_one_cell(path):
     assert "parameters" not in cell.metadata.get("tags", [])
 
 
-def test_setup_cell_installs_only_the_package():
+def test_setup_cell_installs_only_the_package(pyproject):
     tree = ast.parse(course.SETUP_CELL)  # plain Python: no %pip magic
     words = set(re.findall(r"[\w-]+", ast.unparse(tree).lower()))  # the code, without its comments
     assert not words & KERNEL, f"the setup cell names {words & KERNEL}"
@@ -55,18 +59,18 @@ def test_setup_cell_installs_only_the_package():
     assert len(runs) == 1
     assert ast.unparse(runs[0].args[0]) == "[sys.executable, '-m', 'pip', 'install', '--quiet', source]"
     defaults = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "os.environ.get"]
-    assert [ast.literal_eval(a) for a in defaults[0].args] == ["IES_SOURCE", PYPROJECT["project"]["name"]]
-    assert course.DISTRIBUTION == PYPROJECT["project"]["name"]
+    assert [ast.literal_eval(a) for a in defaults[0].args] == ["IES_SOURCE", pyproject["project"]["name"]]
+    assert course.DISTRIBUTION == pyproject["project"]["name"]
 
 
-def test_core_dependencies_hold_no_kernel_package_and_dev_pulls_the_course_extra():
-    core = {requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
-    extras = PYPROJECT["project"]["optional-dependencies"]
+def test_core_dependencies_hold_no_kernel_package_and_dev_pulls_the_course_extra(pyproject):
+    core = {requirement_name(r) for r in pyproject["project"]["dependencies"]}
+    extras = pyproject["project"]["optional-dependencies"]
     assert not core & KERNEL, f"core dependencies of the kernel stack: {core & KERNEL}"
     assert {"torch", "numpy", "pandas", "scipy", "matplotlib", "mnist1d"} <= core
     assert {"jupyterlab", "ipykernel", "ipywidgets", "papermill", "nbformat", "nbconvert"} <= {
         requirement_name(r) for r in extras["course"]}
-    assert f"{PYPROJECT['project']['name']}[course]" in extras["dev"]
+    assert f"{pyproject['project']['name']}[course]" in extras["dev"]
 
 
 def run_setup_cell(monkeypatch, *, colab: bool, ies_found: bool, source: str | None = None) -> list:
