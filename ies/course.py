@@ -122,18 +122,28 @@ def is_solution(cell: nbformat.NotebookNode) -> bool:
     return SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
 
 
+def answer_cell(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The empty cell, tagged ``answer``, that takes the place of ``solution`` in a student copy."""
+    cell_id = f"{solution.get('id', 'cell')}-answer"[:64]
+    if solution.cell_type == "code":
+        cell = nbformat.v4.new_code_cell("# your answer here", id=cell_id)
+    else:
+        cell = nbformat.v4.new_markdown_cell("*Your answers:*", id=cell_id)
+    cell.metadata["tags"] = ["answer"]
+    return cell
+
+
 def student_copy(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
-    """``(copy, removed)``: ``nb`` without its cells tagged ``solution`` (each run of them replaced
-    by one empty code cell for the answer), every output and execution count cleared."""
+    """``(copy, removed)``: ``nb`` without its cells tagged ``solution``, every output and execution
+    count cleared. Each run of removed cells leaves one cell tagged ``answer`` for the student's
+    answer, of the type of the run's first cell (code: ``# your answer here``, Markdown: *Your answers:*)."""
     out = nbformat.from_dict(nb)
     cells, removed = [], 0
     for cell in out.cells:
         if is_solution(cell):
             removed += 1
             if not (cells and cells[-1].metadata.get("tags") == ["answer"]):
-                answer = nbformat.v4.new_code_cell("# your answer here", id=f"{cell.get('id', 'cell')}-answer"[:64])
-                answer.metadata["tags"] = ["answer"]
-                cells.append(answer)
+                cells.append(answer_cell(cell))
             continue
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

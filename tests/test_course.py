@@ -156,7 +156,10 @@ def notebook_with_solutions(folder: Path) -> Path:
     tail = nbformat.v4.new_code_cell(
         "import json, pathlib\nout = pathlib.Path(OUTPUT_DIR); out.mkdir(parents=True, exist_ok=True)\n"
         "(out / 'metrics.json').write_text(json.dumps({'profile': PROFILE}))", execution_count=4)
-    nb.cells = [params, exercise, solution, solution_text, tail]
+    quiz = nbformat.v4.new_markdown_cell("**Quiz.** Is 49 odd?")
+    quiz_answer = nbformat.v4.new_markdown_cell("Yes.")
+    quiz_answer.metadata["tags"] = ["solution"]
+    nb.cells = [params, exercise, solution, solution_text, tail, quiz, quiz_answer]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "01_exercise.ipynb"
@@ -168,13 +171,16 @@ def test_student_copy_removes_the_solutions_and_still_runs(tmp_path, capsys):
     teacher = notebook_with_solutions(tmp_path / "course" / "notebooks")
     students = tmp_path / "students"
     assert main(["--notebooks", str(teacher.parent), "--student", str(students)]) == 0
-    assert "01_exercise.ipynb: 2 solution cell(s) removed" in capsys.readouterr().out
+    assert "01_exercise.ipynb: 3 solution cell(s) removed" in capsys.readouterr().out
     copy = nbformat.read(students / teacher.name, as_version=4)
     nbformat.validate(copy)
     assert [c.source for c in copy.cells] == [
         'PROFILE: str = "teaching"\nOUTPUT_DIR: str = "out"', "**Exercise.** Square 7.", "# your answer here",
         "import json, pathlib\nout = pathlib.Path(OUTPUT_DIR); out.mkdir(parents=True, exist_ok=True)\n"
-        "(out / 'metrics.json').write_text(json.dumps({'profile': PROFILE}))"]
+        "(out / 'metrics.json').write_text(json.dumps({'profile': PROFILE}))", "**Quiz.** Is 49 odd?",
+        "*Your answers:*"]
+    assert [c.cell_type for c in copy.cells] == ["code", "markdown", "code", "code", "markdown", "markdown"]
+    assert [c.metadata.get("tags") for c in copy.cells][2::3] == [["answer"], ["answer"]]
     assert not any(course.is_solution(c) for c in copy.cells)
     assert all(c.outputs == [] and c.execution_count is None for c in copy.cells if c.cell_type == "code")
     assert "solution" in teacher.read_text(), "the teacher's notebook is left as it was"
