@@ -196,7 +196,10 @@ def render_run(out: Path, results: list[NotebookResult]) -> Path:
     """Render every executed notebook of the run in ``out`` as HTML and write the index; return its path."""
     for r in results:
         if r.status != "not run" and (out / f"{r.name}.ipynb").exists():
-            course.render_html(out / f"{r.name}.ipynb")
+            try:
+                course.render_html(out / f"{r.name}.ipynb")
+            except Exception as e:  # a page that cannot be rendered must not hide the run's result
+                print(f"warning: {r.name}.html not rendered: {type(e).__name__}: {e}", file=sys.stderr)
     rows = [{"name": r.name, "status": r.status, "seconds": None if math.isnan(r.seconds) else r.seconds,
              "metrics": key_metrics(r.metrics)} for r in results]
     return course.write_index(out, rows)
