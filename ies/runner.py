@@ -244,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--notebooks", metavar="DIR", default="",
                         help="folder of NN_*.ipynb notebooks (default: notebooks/ of the repository)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no per-cell progress bar")
+    parser.add_argument("--cell-timeout", metavar="SECONDS", type=float, default=-1,
+                        help="longest time one cell may run (0: no limit; default: 600 smoke, 1800 teaching, "
+                             "none full)")
     parser.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
                         help="render the executed notebooks and an index.html into RUN_DIR (default: yes)")
     parser.add_argument("--student", metavar="DIR", default="",
@@ -286,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, path in enumerate(notebooks):
         step = f"[{i + 1}/{len(notebooks)}] {path.stem}"
         print(f"{step} ...", flush=True)
-        results[i] = run_notebook(path, out, parameters, cwd, progress=args.progress)
+        results[i] = run_notebook(path, out, parameters, cwd, progress=args.progress,
+                                  cell_timeout=args.cell_timeout if args.cell_timeout else None)
         print(f"{step}: {results[i].status} in {results[i].seconds:.1f} s", flush=True)
         if results[i].status != "ok":
             failed = results[i]

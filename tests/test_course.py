@@ -277,3 +277,11 @@ def test_html_index_of_a_failed_run_and_no_html(tmp_path, capsys):
                  "--no-progress"]) == 0
     assert not list(quiet.glob("*.html"))
     assert json.loads((quiet / "01_first" / "metrics.json").read_text()) == {"answer": 42}
+
+
+def test_cell_timeout_option_fails_a_slow_cell(tmp_path, capsys):
+    folder = tmp_path / "course" / "notebooks"
+    tiny_notebook(folder, "01_slow", "import time\ntime.sleep(30)")
+    assert main(["--notebooks", str(folder), "--output", str(tmp_path / "run"), "--cell-timeout", "2",
+                 "--no-progress", "--no-html"]) == 1
+    assert "CellTimeoutError" in capsys.readouterr().err
