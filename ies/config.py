@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, fields
 
 from .criteria import RULES
+from .recheck import parse_bins, parse_mode
 from .data import DATASETS
 from .models import MODELS
 from .selectors import SELECTORS
@@ -107,6 +108,16 @@ class Config:
     plain training only once ``s > 1/3``."""
     anneal_fraction: float = 0.0
     """Train on every sample in this last fraction of the epochs (the paper uses 0.1 on ImageNet)."""
+    recheck: str = "every"
+    """When the excluded (mastered) samples of ``ies``/``loss`` are forwarded to re-check their loss
+    (:mod:`ies.recheck`): ``every`` epoch (the paper's IES), every ``M`` epochs (a whole number, e.g.
+    ``5``; also given as an int), or ``lr``: a period growing as the learning rate decays (1 at
+    lr >= 0.05, then 2, 3, 4 and 5 below 0.001 with the default ``recheck_bins``). In an epoch without a
+    re-check they are neither forwarded nor recorded and stay excluded; at a re-check their difference
+    is taken over their last recorded losses. With ``loss_source=clean`` every sample is forwarded anyway."""
+    recheck_bins: str = "0.05,0.01,0.005,0.001"
+    """``recheck=lr``: the learning-rate edges, comma-separated, strictly decreasing; the period is 1 +
+    the number of edges above the epoch's learning rate."""
 
     # ---- run
     seed: int = 0
@@ -136,6 +147,8 @@ class Config:
     """Show a tqdm progress bar over epochs."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.recheck, int) and not isinstance(self.recheck, bool):  # Config(recheck=5)
+            object.__setattr__(self, "recheck", str(self.recheck))
         if self.loss_source in LOSS_SOURCE_ALIASES:
             object.__setattr__(self, "loss_source", LOSS_SOURCE_ALIASES[self.loss_source])
         for f in fields(self):
@@ -175,6 +188,8 @@ class Config:
             raise ValueError(f"anneal_fraction must be in [0, 1], got {self.anneal_fraction}")
         if self.selector == "random" and not self.random_budget:
             raise ValueError("random_budget must name a reference history.csv when selector='random'")
+        object.__setattr__(self, "recheck", str(parse_mode(self.recheck)))  # "1" -> "every", " 5" -> "5"
+        parse_bins(self.recheck_bins)
         if self.resume and not self.output:
             raise ValueError("resume needs output: the folder holding the checkpoint")
         dev = self.device

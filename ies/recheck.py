@@ -55,7 +55,11 @@ def check_bins(bins: Sequence[float]) -> tuple[float, ...]:
 def parse_bins(text: str) -> tuple[float, ...]:
     """``"0.05,0.01,0.005,0.001"`` -> ``(0.05, 0.01, 0.005, 0.001)``, checked by :func:`check_bins`."""
     parts = [p for p in str(text).replace(" ", "").split(",") if p]
-    return check_bins(parts) if parts else check_bins(())
+    try:
+        return check_bins(parts)
+    except ValueError:
+        raise ValueError(f"recheck_bins must be comma-separated positive numbers, strictly decreasing, "
+                         f"got {text!r}") from None
 
 
 def recheck_period(lr: float, bins: Sequence[float] = LR_BINS) -> int:
