@@ -1,21 +1,33 @@
-"""``Config``: every knob of a training run, frozen, documented field by field, validated on creation."""
+"""``Config``: every knob of a training run, frozen, documented field by field, validated on creation.
+
+The choices of ``dataset``, ``model`` and ``selector`` come from their registries (:data:`ies.data.DATASETS`,
+:data:`ies.models.MODELS`, :data:`ies.selectors.SELECTORS`): a new one is added there, in one place.
+"""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import functools
+import inspect
 import math
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
-DATASETS = ("mnist1d", "synthetic", "cifar10", "cifar100")
-MODELS = ("auto", "mlp", "cnn1d", "small_cnn", "resnet18", "resnet34")
+from .criteria import RULES
+from .data import DATASETS
+from .models import MODELS
+from .selectors import SELECTORS
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("exponential", "constant", "cosine")
-RULES = ("official", "paper")
-SELECTORS = ("ies", "random", "loss")
-LOSS_SOURCES = ("official", "clean")
+LOSS_SOURCES = ("training", "clean")
+LOSS_SOURCE_ALIASES = {"official": "training"}  # the name before 0.2, still accepted
+RUN_CONTROL_FIELDS = frozenset({"resume", "progress", "output", "checkpoint_every", "device", "data_dir"})
+"""Fields that say how a run is executed, not what it computes: a checkpoint resumes across them and
+a sweep's cache ignores them."""
 
 
 @dataclass(frozen=True)
@@ -77,21 +89,22 @@ class Config:
     patience: int = 1
     """``paper``: consecutive epochs below delta; ``official``: moving averages summed (the authors' k)."""
     selector: str = "ies"
-    """``ies`` (the rule above) or ``random``: each epoch exclude a uniformly random set of the size
-    given by ``random_budget`` (the matched-budget control). ``loss`` is shorthand for the N = 0 rule
-    (raw loss < delta for ``patience`` epochs): it becomes ``ies`` with ``order=0``, ``rule="paper"``."""
+    """Who trains each epoch (:data:`ies.selectors.SELECTORS`): ``ies`` (the rule above); ``random``: each
+    epoch exclude a uniformly random set of the size given by ``random_budget`` (the matched-budget
+    control); ``loss``: IES with the N = 0 rule, excluded while the raw loss stays below ``threshold``
+    for ``patience`` epochs (``order`` and ``rule`` are then not used)."""
     random_budget: str = ""
     """For ``selector=random``: a reference run's ``history.csv`` whose ``forward_only_samples``
     column gives the number of samples to exclude in each epoch."""
-    loss_source: str = "official"
-    """``official``: active samples' losses from their training pass (free), mastered samples' from a
-    no-grad eval-mode pass with the training augmentation (the authors' way). Extra cost: one forward
-    of the mastered samples; with a share ``s`` mastered, an epoch costs about ``1 - 2s/3`` of the
-    baseline's (a forward is ~1/3 of a training step), at best ``1 / (1 - 2s/3)`` times faster.
-    ``clean``: every sample's loss from one eval-mode pass without augmentation at the end of the
-    epoch. Extra cost: one forward of the whole training set every epoch (the baseline runs it too):
-    an epoch costs about ``4/3 - s`` of a plain training epoch, so it beats plain training only once
-    ``s > 1/3``."""
+    loss_source: str = "training"
+    """``training`` (``official``, its old name, is accepted): active samples' losses from their training
+    pass (free), excluded samples' from a no-grad eval-mode pass with the training augmentation (the
+    authors' way). Extra cost: one forward of the excluded samples; with a share ``s`` excluded, an epoch
+    costs about ``1 - 2s/3`` of the baseline's (a forward is ~1/3 of a training step), at best
+    ``1 / (1 - 2s/3)`` times faster. ``clean``: every sample's loss from one eval-mode pass without
+    augmentation at the end of the epoch. Extra cost: one forward of the whole training set every epoch
+    (the baseline runs it too): an epoch costs about ``4/3 - s`` of a plain training epoch, so it beats
+    plain training only once ``s > 1/3``."""
     anneal_fraction: float = 0.0
     """Train on every sample in this last fraction of the epochs (the paper uses 0.1 on ImageNet)."""
 
@@ -123,17 +136,16 @@ class Config:
     """Show a tqdm progress bar over epochs."""
 
     def __post_init__(self) -> None:
-        if self.selector == "loss":  # shorthand, see the field's docstring
-            for name, value in (("selector", "ies"), ("order", 0), ("rule", "paper")):
-                object.__setattr__(self, name, value)
+        if self.loss_source in LOSS_SOURCE_ALIASES:
+            object.__setattr__(self, "loss_source", LOSS_SOURCE_ALIASES[self.loss_source])
         for f in fields(self):
             _check_type(f, getattr(self, f.name))
         choices = {
-            "model": MODELS,
+            "model": tuple(MODELS),
             "optimizer": OPTIMIZERS,
             "schedule": SCHEDULES,
             "rule": RULES,
-            "selector": SELECTORS,
+            "selector": tuple(SELECTORS),
             "loss_source": LOSS_SOURCES,
         }
         for name, allowed in choices.items():
@@ -142,7 +154,7 @@ class Config:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}{_suggest(value, allowed)}")
         if self.dataset not in DATASETS and not self.dataset.endswith(".npz"):
             raise ValueError(
-                f"dataset must be one of {DATASETS} or a path to an .npz file, got {self.dataset!r}"
+                f"dataset must be one of {tuple(DATASETS)} or a path to an .npz file, got {self.dataset!r}"
                 f"{_suggest(self.dataset, DATASETS)}"
             )
         _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, window=1, patience=1)
@@ -192,15 +204,14 @@ class Config:
 
     @property
     def is_baseline(self) -> bool:
-        """True when nothing is ever excluded (threshold 0 with the ``ies`` selector)."""
-        return self.selector == "ies" and self.threshold == 0
+        """True when nothing is ever excluded (threshold 0 with the ``ies`` or ``loss`` selector)."""
+        return self.selector in ("ies", "loss") and self.threshold == 0
 
 
+@functools.cache
 def field_docs() -> dict[str, str]:
-    """The docstring of every field, read from this module's source (used by the CLI's --help)."""
-    import ast
-    import inspect
-
+    """The docstring of every field (the string under it), read once from this module's source; used
+    by the CLI's ``--help``."""
     tree = ast.parse(inspect.getsource(Config))
     body = tree.body[0].body
     docs = {}
@@ -270,5 +281,3 @@ def _suggest(word: str, options: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(str(word), list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
-
-_ = field  # re-exported for subclasses that add fields with defaults

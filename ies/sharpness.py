@@ -161,7 +161,7 @@ def fixed_batches(
 
 @dataclass
 class SharpnessProbe:
-    """An ``on_epoch_end`` callback for :func:`ies.train.train`: sharpness on fixed batches, and the
+    """An ``on_epoch_end`` callback for :func:`ies.train`: sharpness on fixed batches, and the
     mini-batch gradient norm with and without the mastered samples at the same weights.
 
     On epoch 1, every ``every`` epochs and on ``last_epoch`` (if given) it returns the columns

@@ -40,7 +40,7 @@ from torch import nn
 from .config import Config
 from .data import ArrayDataset, DeviceLoader, load_dataset
 from .models import Float32Linear, build_model
-from .train import RunResult, train
+from .training import RunResult, train
 
 #: The strengths of the L2 term tried by the probe (on the mean cross-entropy, standardised features).
 DEFAULT_L2_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
@@ -437,7 +437,7 @@ def _warmup_cosine(step: int, warmup: int, total: int) -> float:
 @torch.no_grad()
 def accuracy(model: nn.Module, loader: DeviceLoader, batch_size: int = 1024, amp=None) -> float:
     """Eval-mode accuracy of ``model`` on every sample of ``loader`` (restores the training flag)."""
-    from .train import evaluate
+    from .epoch import evaluate
 
     return float(evaluate(model, loader, batch_size, amp)[1]) / len(loader)
 

@@ -14,6 +14,7 @@ from torch.func import functional_call
 from ies import Config, train
 from ies.data import DeviceLoader, synthetic
 from ies.models import build_model
+from ies.setup import make_optimizer, seed_everything
 from ies.sharpness import (
     SharpnessProbe,
     batch_grad_norms,
@@ -24,7 +25,6 @@ from ies.sharpness import (
     hessian_vector_product,
     sam_sharpness,
 )
-from ies.train import make_optimizer, seed_everything
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,11 @@
+"""Selectors: who trains each epoch. :data:`SELECTORS` maps a ``Config.selector`` name to its class;
+each selector is one file of this package, imported here to register it."""
+
+from . import ies, random  # noqa: F401  (registers ies, loss, random)
+from .base import SELECTORS, Plan, Selector, register
+
+SELECTOR_SEED_OFFSET = 1_000_003
+"""A selector's generator is seeded with ``seed + SELECTOR_SEED_OFFSET``: its draws come from its own
+stream, so a matched-budget control sees the same data order as its reference run (same seed)."""
+
+__all__ = ["SELECTORS", "SELECTOR_SEED_OFFSET", "Plan", "Selector", "register"]
