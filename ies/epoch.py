@@ -53,11 +53,12 @@ def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
 
 def train_pass(model: nn.Module, opt: torch.optim.Optimizer, loader: DeviceLoader, plan: Plan, batch_size: int,
                amp=None, observe: Observe | None = None, grad_params: list[torch.Tensor] | None = None,
-               keep: Keep | None = None) -> TrainStats:
+               on_step: Callable[[], object] | None = None, keep: Keep | None = None) -> TrainStats:
     """One pass of SGD over ``plan.train`` (shuffled, augmented), each step on the mean of the
     per-sample cross-entropies (times ``plan.weights[idx]`` when given). ``observe(idx, losses)`` gets every
-    batch's detached per-sample losses; ``grad_params``: record the gradient norm of these parameters.
-    A plan with ``filter=True`` steps on the samples ``keep(idx, losses)`` picks (:func:`filtered_batches`)."""
+    batch's detached per-sample losses; ``grad_params``: record the gradient norm of these parameters;
+    ``on_step()`` runs after every optimiser step (a per-step learning-rate schedule). A plan with
+    ``filter=True`` steps on the samples ``keep(idx, losses)`` picks (:func:`filtered_batches`)."""
     device = loader.device
     stats = TrainStats(*(torch.zeros((), device=device) for _ in range(3)))
     model.train()
@@ -77,6 +78,8 @@ def train_pass(model: nn.Module, opt: torch.optim.Optimizer, loader: DeviceLoade
             stats.grad_norm_sum += gn
             stats.grad_norm_max = torch.maximum(stats.grad_norm_max, gn)
         opt.step()
+        if on_step is not None:
+            on_step()
         stats.steps += 1
         stats.backprop_samples += idx.shape[0]  # host count from the shape, no sync
         stats.loss_sum += losses.detach().sum()

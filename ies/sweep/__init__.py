@@ -34,10 +34,11 @@ The pieces, one job each: :mod:`~ies.sweep.plan` (ids, grid, random controls),
 :mod:`~ies.sweep.claims` (the paper's claims), :mod:`~ies.sweep.cli` (``python -m ies sweep``).
 """
 
+from ..config import RUN_CONTROL_FIELDS
 from .analysis import METRIC_COLUMNS, OK, aggregate, load_histories, paired_difference, paired_interval
 from .claims import PAPER, paper_claims
 from .cli import build_parser, main
-from .plan import RUN_CONTROL_FIELDS, Run, expand, format_value, plan, run_id, setting_id
+from .plan import Run, expand, format_value, plan, run_id, setting_id
 from .pool import run_sweep, worker_command
 
 __all__ = [

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
-from .plan import RUN_CONTROL_FIELDS
+from ..config import RUN_CONTROL_FIELDS, Config
 
 #: Files of an earlier attempt, removed before a run starts over.
 STALE_FILES = ("metrics.json", "history.csv", "checkpoint.pt", "sweep_run.json", "config.json")

@@ -20,10 +20,6 @@ from typing import Any
 
 from ..config import Config, cast
 
-#: Fields that control how a run is executed, not what it computes: a finished run or a checkpoint
-#: matches a configuration when every other field is equal. (Also written out in ``train._resumable``;
-#: to move into ``ies.config`` so that both read it from one place.)
-RUN_CONTROL_FIELDS = ("output", "resume", "progress", "checkpoint_every", "device", "data_dir")
 #: Fields the sweep sets itself: they cannot be grid axes or point overrides.
 SWEEP_FIELDS = ("output", "resume")
 
