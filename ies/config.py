@@ -6,16 +6,12 @@ The choices of ``dataset``, ``model`` and ``selector`` come from their registrie
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import difflib
-import functools
-import inspect
 import math
-import types
 import typing
 from dataclasses import dataclass, fields
 
+from . import fields as fields_
 from .criteria import RULES
 from .data import DATASETS
 from .models import MODELS
@@ -229,67 +225,19 @@ class Config:
         return self.selector in ("ies", "loss") and self.threshold == 0
 
 
-@functools.cache
 def field_docs() -> dict[str, str]:
     """The docstring of every field (the string under it), read once from this module's source; used
     by the CLI's ``--help``."""
-    tree = ast.parse(inspect.getsource(Config))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = " ".join(str(nxt.value.value).split())
-    return docs
-
-
-# ---------------------------------------------------------------------- internals
-def _base_type(f: dataclasses.Field) -> type:
-    hint = typing.get_type_hints(Config)[f.name]
-    if isinstance(hint, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    return hint
+    return fields_.attribute_docs(Config)
 
 
 def cast(f: dataclasses.Field, value: typing.Any) -> typing.Any:
     """Cast ``value`` (possibly a string) to the type of field ``f``; ValueError naming it if impossible."""
-    kind = _base_type(f)
-    if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
-        return value
-    try:
-        if kind is bool:
-            if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
-                return True
-            if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off", ""):
-                return False
-            if isinstance(value, int) and value in (0, 1):
-                return bool(value)
-        elif kind is int:
-            if isinstance(value, str):
-                number = float(value.strip())
-                if number.is_integer():
-                    return int(number)
-            elif isinstance(value, float) and value.is_integer():
-                return int(value)
-        elif kind is float:
-            if isinstance(value, (int, str)) and not isinstance(value, bool):
-                return float(value)
-        elif kind is str:
-            if value is None:
-                return ""
-            if hasattr(value, "__fspath__"):
-                return str(value)
-    except ValueError:
-        pass
-    raise ValueError(f"{f.name} must be {kind.__name__}, got {value!r}")
+    return fields_.cast(f.name, fields_.base_types(Config)[f.name], value)
 
 
 def _check_type(f: dataclasses.Field, value: typing.Any) -> None:
-    kind = _base_type(f)
-    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if not ok:
-        raise ValueError(f"{f.name} must be {kind.__name__}, got {value!r} (use Config.from_dict to cast strings)")
+    fields_.check_type(f.name, fields_.base_types(Config)[f.name], value)
 
 
 def _check_peers(cfg: Config) -> None:
@@ -313,7 +261,4 @@ def _at_least(cfg: Config, **lows: int) -> None:
             raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
 
 
-def _suggest(word: str, options: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
+_suggest = fields_.suggest

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..config import Config
-from ..train import train
+from ..training import train
 
 
 def main(argv: list[str] | None = None) -> int:
