@@ -175,7 +175,7 @@ def test_cli_trains_infobatch_on_mnist1d(tmp_path):
 
 
 def test_every_peer_runs_through_the_sweep_on_mnist1d(tmp_path):
-    base = Config(dataset="mnist1d", dataset_size=600, model="mlp", epochs=3, progress=False)
+    base = Config(dataset="mnist1d", dataset_size=600, model="mlp", epochs=2, progress=False)
     points = [{"selector": "infobatch", "prune_ratio": 0.5}, {"selector": "small_loss_rescale"},
               {"selector": "selective_backprop", "sb_beta": 2.0}, {"selector": "early_stop", "es_patience": 1}]
     results = run_sweep(base, points=points, output=tmp_path / "sweep", jobs=2, progress=False)
