@@ -115,6 +115,26 @@ class Config:
     """``recheck=lr``: the learning-rate edges, comma-separated, strictly decreasing; the period is 1 +
     the number of edges above the epoch's learning rate."""
 
+    # ---- the peers: selectors beside IES (notebook 07)
+    prune_ratio: float = 0.5
+    """``infobatch`` / ``small_loss_rescale``: share of the below-mean-loss samples left out of each epoch,
+    in [0, 1); the kept ones get loss weight 1 / (1 - prune_ratio) (InfoBatch's default 0.5)."""
+    infobatch_anneal: float = 0.125
+    """``infobatch``: train on all data, unweighted, in this last fraction of the epochs (InfoBatch's
+    default 0.125; ``round(fraction x epochs)`` epochs, halves to even). ``small_loss_rescale`` ignores it."""
+    sb_beta: float = 1.0
+    """``selective_backprop``: keep probability = (percentile of the loss among the recent losses) ** sb_beta,
+    > 0; the expected kept share is about 1 / (1 + sb_beta). Our default."""
+    sb_history: int = 1024
+    """``selective_backprop``: number of recent per-sample losses the percentile is taken over. Our default."""
+    es_patience: int = 5
+    """``early_stop``: stop once the validation accuracy has not improved for this many epochs. Our default."""
+    es_min_delta: float = 0.0
+    """``early_stop``: an improvement must beat the best validation accuracy by more than this."""
+    val_fraction: float = 0.1
+    """``early_stop``: share of the training set held out for validation (stratified by class, drawn from
+    ``seed``, never trained), in (0, 1)."""
+
     # ---- run
     seed: int = 0
     """Seed of every random number generator (python, numpy, torch, the loader)."""
@@ -182,6 +202,7 @@ class Config:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.anneal_fraction > 1:
             raise ValueError(f"anneal_fraction must be in [0, 1], got {self.anneal_fraction}")
+        _check_peers(self)
         if self.selector == "random" and not self.random_budget:
             raise ValueError("random_budget must name a reference history.csv when selector='random'")
         object.__setattr__(self, "recheck", str(parse_mode(self.recheck)))  # "1" -> "every", " 5" -> "5"
@@ -232,6 +253,21 @@ def cast(f: dataclasses.Field, value: typing.Any) -> typing.Any:
 
 def _check_type(f: dataclasses.Field, value: typing.Any) -> None:
     fields_.check_type(f.name, fields_.base_types(Config)[f.name], value)
+
+
+def _check_peers(cfg: Config) -> None:
+    """The peer selectors' knobs (checked whatever the selector, so a sweep fails before training)."""
+    _at_least(cfg, sb_history=1, es_patience=1)
+    ranges = {"prune_ratio": (0, 1, "[0, 1)"), "infobatch_anneal": (0, 1, "[0, 1]"),
+              "val_fraction": (0, 1, "(0, 1)"), "es_min_delta": (0, math.inf, "[0, inf)")}
+    for name, (low, high, text) in ranges.items():
+        value = getattr(cfg, name)
+        ok = math.isfinite(value) and low <= value <= high
+        ok = ok and not (text.endswith(")") and value == high) and not (text.startswith("(") and value == low)
+        if not ok:
+            raise ValueError(f"{name} must be in {text}, got {value}")
+    if not (math.isfinite(cfg.sb_beta) and cfg.sb_beta > 0):
+        raise ValueError(f"sb_beta must be a finite number > 0, got {cfg.sb_beta}")
 
 
 def _at_least(cfg: Config, **lows: int) -> None:
