@@ -13,9 +13,9 @@ from dataclasses import dataclass, fields
 
 from . import fields as fields_
 from .criteria import RULES
-from .recheck import parse_bins, parse_mode
 from .data import DATASETS
 from .models import MODELS
+from .recheck import parse_bins, parse_mode
 from .selectors import SELECTORS
 
 OPTIMIZERS = ("sgd", "adam")
