@@ -17,6 +17,7 @@ from .data import DATASETS
 from .models import MODELS
 from .recheck import parse_bins, parse_mode
 from .selectors import SELECTORS
+from .transforms import ATTRIBUTES, NOISE_TYPES
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("exponential", "constant", "cosine")
@@ -46,10 +47,30 @@ class Config:
     other datasets: keep this many training samples, a fixed random draw (0 = all)."""
     augment: bool = True
     """Random crop (pad 4) and horizontal flip on image batches, done on the device."""
+    label_noise: float = 0.0
+    """Share of the training labels flipped (:mod:`ies.transforms`), in [0, 1); the test labels are never
+    changed. The flips are drawn with ``seed`` (runs of one seed see the same noisy labels)."""
+    noise_type: str = "symmetric"
+    """``symmetric``: exactly ``round(label_noise * N)`` labels replaced by a uniformly drawn other class;
+    ``asymmetric``: ``round(label_noise * n_c)`` samples of each source class flipped to its partner
+    (CIFAR-10: truck->automobile, bird->airplane, deer->horse, cat<->dog; MNIST-1D: 2->7, 3->8, 5<->6, 7->1)."""
+    imbalance: float = 1.0
+    """Long-tailed training set: class ``c`` keeps ``floor(n_max * imbalance ** (-c / (C - 1)))`` samples
+    (``n_max`` = the smallest class); >= 1, 1 = unchanged. The test set stays balanced."""
+    subgroup_share: float = 0.0
+    """A minority subgroup: this share (in (0, 0.5]; 0 = none) of each class of ``subgroup_classes``
+    gets the visible ``subgroup_attribute``, in the training and the test split, with its group label
+    kept for the per-group accounting (``groups.csv``)."""
+    subgroup_classes: str = ""
+    """Comma-separated classes that have the subgroup (``"0,3"``); empty = every class."""
+    subgroup_attribute: str = "invert"
+    """``invert`` (images ``255 - x``, signals ``-x``) or ``noise`` (added Gaussian noise, std 1 in the
+    units of a standardised signal, 255 for images)."""
 
     # ---- model and optimisation
     model: str = "auto"
-    """``mlp``, ``cnn1d`` (MNIST-1D), ``small_cnn``, ``resnet18``, ``resnet34`` (32x32 images);
+    """``mlp``, ``cnn1d`` (MNIST-1D), ``small_cnn``, ``resnet18``, ``resnet34`` (32x32 images),
+    ``transformer`` (a 1-D patch transformer for signals, a tiny ViT for images: :mod:`ies.transformer`);
     ``auto`` picks ``cnn1d`` for 1-D data and ``resnet18`` for images."""
     epochs: int = 60
     """Number of training epochs."""
@@ -134,6 +155,13 @@ class Config:
     val_fraction: float = 0.1
     """``early_stop``: share of the training set held out for validation (stratified by class, drawn from
     ``seed``, never trained), in (0, 1)."""
+    class_cap: float = 1.0
+    """Class-balanced removal (``ies`` and ``loss`` selectors): after each decision, at most
+    ``floor(class_cap * n_g)`` samples of each group ``g`` stay excluded, those with the lowest last loss
+    (:func:`ies.groups.cap_mastered`); the others train again. In (0, 1]; 1 = no cap."""
+    cap_by: str = "class"
+    """Groups of ``class_cap``: ``class`` (the training labels as given, noisy ones included: what a
+    method can see) or ``subgroup`` (the minority-subgroup label of ``subgroup_share``)."""
 
     # ---- run
     seed: int = 0
@@ -188,6 +216,7 @@ class Config:
             )
         _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, window=1, patience=1)
         _at_least(self, checkpoint_every=0, seed=0)
+        _check_transforms(self)
         for name in ("lr", "momentum", "weight_decay", "gamma", "threshold", "anneal_fraction"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -268,6 +297,41 @@ def _check_peers(cfg: Config) -> None:
             raise ValueError(f"{name} must be in {text}, got {value}")
     if not (math.isfinite(cfg.sb_beta) and cfg.sb_beta > 0):
         raise ValueError(f"sb_beta must be a finite number > 0, got {cfg.sb_beta}")
+def _check_transforms(cfg: Config) -> None:
+    """The data-transform and cap fields (:mod:`ies.transforms`, :func:`ies.groups.cap_mastered`)."""
+    if not (math.isfinite(cfg.label_noise) and 0 <= cfg.label_noise < 1):
+        raise ValueError(f"label_noise must be in [0, 1), got {cfg.label_noise}")
+    if cfg.noise_type not in NOISE_TYPES:
+        raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {cfg.noise_type!r}")
+    if not (math.isfinite(cfg.imbalance) and cfg.imbalance >= 1):
+        raise ValueError(f"imbalance must be a finite number >= 1, got {cfg.imbalance}")
+    if not (math.isfinite(cfg.subgroup_share) and 0 <= cfg.subgroup_share <= 0.5):
+        raise ValueError(f"subgroup_share must be in [0, 0.5] (0 = no subgroup), got {cfg.subgroup_share}")
+    if cfg.subgroup_attribute not in ATTRIBUTES:
+        raise ValueError(f"subgroup_attribute must be one of {ATTRIBUTES}, got {cfg.subgroup_attribute!r}")
+    subgroup_classes(cfg)
+    if not (math.isfinite(cfg.class_cap) and 0 < cfg.class_cap <= 1):
+        raise ValueError(f"class_cap must be in (0, 1], got {cfg.class_cap}")
+    if cfg.cap_by not in ("class", "subgroup"):
+        raise ValueError(f"cap_by must be 'class' or 'subgroup', got {cfg.cap_by!r}")
+    if cfg.class_cap < 1 and cfg.selector not in ("ies", "loss"):
+        raise ValueError(f"class_cap applies to the ies and loss selectors, not {cfg.selector!r}")
+    if cfg.class_cap < 1 and cfg.cap_by == "subgroup" and not cfg.subgroup_share:
+        raise ValueError("cap_by='subgroup' needs a subgroup: set subgroup_share > 0")
+
+
+def subgroup_classes(cfg: Config) -> tuple[int, ...]:
+    """``cfg.subgroup_classes`` as a tuple of ints (empty = every class); ValueError naming the field."""
+    text = cfg.subgroup_classes.strip()
+    if not text:
+        return ()
+    try:
+        classes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"subgroup_classes must be comma-separated class numbers, got {text!r}") from None
+    if any(c < 0 for c in classes):
+        raise ValueError(f"subgroup_classes must be class numbers >= 0, got {text!r}")
+    return classes
 
 
 def _at_least(cfg: Config, **lows: int) -> None:
