@@ -25,6 +25,7 @@ from .stats import interval, paired_differences, verdict
 
 BASELINE = "baseline"
 ACCURACY = "best_test_accuracy"
+UNREACHED = "budget not reached"
 
 
 # ---------------------------------------------------------------------- the paper's numbers
@@ -133,10 +134,21 @@ def budget_verdicts(runs: pd.DataFrame, metric: str = ACCURACY, confidence: floa
     The best method is the one with the highest mean ``metric`` at that budget. For every other method
     ``m``: the paired (by seed) difference best - m, its interval and :func:`ies.stats.verdict` of
     "best beats m" (bound 0). Also each method against the baseline: "no worse than the baseline by more
-    than ``tolerance``" (bound ``-tolerance``). Columns: ``budget``, ``claim``, ``difference`` (``pm()``
-    text), ``verdict``."""
+    than ``tolerance``" (bound ``-tolerance``). A method whose calibration did not reach the budget
+    (``matched`` False, when the column is there) is not compared: it gets one row, verdict
+    ``budget not reached``. Columns: ``budget``, ``claim``, ``difference`` (``pm()`` text), ``verdict``."""
     rows = []
     for budget, group in runs[runs["method"] != BASELINE].groupby("budget", sort=False):
+        if "matched" in group:
+            missed = group[~group["matched"].astype(bool)]
+            for method, m_rows in missed.groupby("method", sort=False):
+                rows.append({"budget": budget, "claim": f"{method} reaches {budget}",
+                             "difference": f"saved {100 * m_rows['compute_saving'].mean():.1f} % "
+                                           f"(target {100 * m_rows['target_saving'].mean():.1f} %)",
+                             "verdict": UNREACHED})
+            group = group[group["matched"].astype(bool)]
+        if group.empty:
+            continue
         means = group.groupby("method")[metric].mean().sort_values(ascending=False)
         best = means.index[0]
         table = pd.concat([group, runs[runs["method"] == BASELINE]])

@@ -69,3 +69,12 @@ def test_figures_have_one_panel_per_budget():
     assert len(fig3.axes[1].lines) == 2
     for f in (fig, fig2, fig3):
         plt.close(f)
+
+
+def test_a_method_that_missed_the_budget_is_not_compared():
+    t = runs().assign(matched=lambda d: ~((d["method"] == "infobatch") & (d["budget"] == "2x")))
+    v = pr.budget_verdicts(t)
+    two = v[v["budget"] == "2x"].set_index("claim")
+    assert two.loc["infobatch reaches 2x", "verdict"] == pr.UNREACHED
+    assert two.loc["infobatch reaches 2x", "difference"] == "saved 48.0 % (target 50.0 %)"
+    assert not two.index.str.contains("beats").any()  # ies is the only method left at 2x
