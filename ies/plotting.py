@@ -122,11 +122,11 @@ def shade(ax: plt.Axes, mask, *, start: int = 1, color: str | None = None, alpha
 
 
 def plot_paired(ax: plt.Axes, runs, metric: str, *, methods: list[str] | None = None, percent: bool = True,
-                label: str | None = None) -> plt.Axes:
+                label: str | None = None, xlabel: str = "method") -> plt.Axes:
     """A paired comparison over seeds from a long table ``runs`` (columns ``method``, ``seed``,
     ``metric``): one dot per (method, seed) in the method's colour, a grey line joining the values of
     the same seed, and the mean +- standard deviation over seeds beside each method's dots.
-    ``percent`` scales the values by 100."""
+    ``percent`` scales the values by 100; ``label`` and ``xlabel`` name the axes."""
     scale = 100.0 if percent else 1.0
     wide = runs.pivot_table(index="seed", columns="method", values=metric) * scale
     if methods is None:
@@ -141,6 +141,7 @@ def plot_paired(ax: plt.Axes, runs, metric: str, *, methods: list[str] | None = 
                     color=method_color(m), capsize=4, ms=6, zorder=3)
     ax.set_xticks(list(x), methods)
     ax.set_xlim(-0.5, len(methods) - 0.5)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(label or (metric.replace("_", " ") + (" (%)" if percent else "")))
     return ax
 

@@ -78,3 +78,16 @@ def test_ablation_panels_one_panel_per_family_with_the_module_colours():
     plt.close(fig)
     with pytest.raises(ValueError, match="panels"):
         ablation_panels(summary(), {"x": ["nothing"]})
+
+
+def test_plot_paired_labels_both_axes_in_the_method_colours():
+    from ies.plotting import plot_paired
+
+    runs = pd.DataFrame({"method": ["baseline", "ies", "scratch"] * 2, "seed": [0, 0, 0, 1, 1, 1],
+                         "probe_accuracy": [0.5, 0.6, 0.3, 0.7, 0.7, 0.4]})
+    fig, ax = plt.subplots()
+    plot_paired(ax, runs, "probe_accuracy", xlabel="pretraining")
+    assert ax.get_xlabel() == "pretraining" and ax.get_ylabel() == "probe accuracy (%)"
+    dots = [to_hex(c.get_facecolor()[0]) for c in ax.collections if c.get_offsets().shape[0] == 2]
+    assert dots == [METHOD_COLORS["baseline"], METHOD_COLORS["ies"], METHOD_COLORS["scratch"]]
+    plt.close(fig)
