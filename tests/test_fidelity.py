@@ -5,7 +5,7 @@ shared ``paper-facts.md``). Two checks over the committed text:
 
 1. **Known wrong claims** (found in review, issue 15) must not come back. Each entry of :data:`WRONG` is a
    regular expression and the reason it is wrong; every cell of every notebook, ``README.md`` and every
-   ``ies/*.py`` is scanned, sentence by sentence.
+   ``.py`` file of ``ies/`` (subpackages too) is scanned, sentence by sentence.
 2. **Every specific number attributed to the paper is in paper-facts.md** (a heuristic):
 
    - the text is cut into sentences: paragraphs and list items first, then at ``.``/``?``/``!`` followed by
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FACTS = ROOT / "notebooks" / "paper-facts.md"
 SHARED_FACTS = ROOT.parent / "shared" / "paper-facts.md"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-PACKAGE = sorted((ROOT / "ies").glob("*.py"))
+PACKAGE = sorted((ROOT / "ies").rglob("*.py"))
 
 #: ``(pattern, why it is wrong)``; a pattern is searched in every sentence (case-insensitive).
 WRONG = [
@@ -95,7 +95,7 @@ def texts() -> list[tuple[str, str]]:
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         out += [(f"{path.name} cell {cell.get('id')}", cell.source) for cell in nb.cells]
-    out += [(f"ies/{path.name}", path.read_text()) for path in PACKAGE]
+    out += [(str(path.relative_to(ROOT)), path.read_text()) for path in PACKAGE]
     return out
 
 
