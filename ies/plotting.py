@@ -201,7 +201,7 @@ def ablation_panels(table, panels: Mapping[str, Sequence[str]], *, baseline: str
         ax.set_title(title)
         ax.set_xlabel("backprop saved (%)")
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(drawn):]:
         ax.set_axis_off()
     return fig
