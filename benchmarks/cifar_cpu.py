@@ -15,9 +15,9 @@ settle within ~20 epochs and the rule has something to find. ``--augment`` resto
 
 Prints one JSON object:
 
-- ``baseline`` / ``ies``: final and best test accuracy, wall time, mean epoch time, and
-  ``bookkeeping_share``: the share of the epoch time spent in ``tracker.record`` and ``tracker.step``
-  (measured around every call; the target is <= 1 %);
+- ``baseline`` / ``ies``: final and best test accuracy, wall time, mean epoch time, the seconds of
+  each phase of the epoch (``ies.training.run_epoch``'s ``phases``), and ``bookkeeping_share``: the
+  share of the epoch time spent in ``tracker.record`` and ``tracker.step`` (the target is <= 1 %);
 - ``accuracy_difference`` (IES - baseline), ``backprop_saved`` (excluded sample-epochs / (N x epochs)),
   ``wall_clock_ratio`` (IES time / baseline time), ``speedup`` (its inverse),
   ``flop_ideal_speedup`` = 1 / (1 - 2s/3) for the saving s (a forward ~ 1/3 of a training step, mastered
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import sys
 import time
@@ -54,37 +53,29 @@ def find_npz(given: str) -> Path | None:
     return None
 
 
-def timed_tracker_class(base):
-    """A MasteryTracker that adds up the seconds spent in ``record`` and ``step`` (exact on a CPU,
-    where both run synchronously)."""
+def timed_run(cfg, data) -> dict:
+    """One run composed from the public epoch steps (``build_run`` + ``run_epoch``), with the seconds of each
+    phase and of the selector's bookkeeping (``observe`` = ``tracker.record``, and ``end_epoch`` =
+    ``tracker.step``; exact on a CPU, where both run synchronously)."""
+    from ies.history import summarize
+    from ies.setup import build_run
+    from ies.training import run_epoch
 
-    class TimedTracker(base):
-        seconds = 0.0
+    run = build_run(cfg, dataset=data)
+    phases: dict[str, float] = {"bookkeeping": 0.0}
+    observe = run.selector.observe
 
-        def record(self, indices, losses):
-            t0 = time.perf_counter()
-            super().record(indices, losses)
-            type(self).seconds += time.perf_counter() - t0
-
-        def step(self):
-            t0 = time.perf_counter()
-            out = super().step()
-            type(self).seconds += time.perf_counter() - t0
-            return out
-
-    return TimedTracker
-
-
-def timed_function(fn, seconds: dict, key: str):
-    """``fn`` adding its run time to ``seconds[key]``."""
-
-    def wrapper(*args, **kwargs):
+    def timed_observe(idx, losses):
         t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        seconds[key] += time.perf_counter() - t0
-        return out
+        observe(idx, losses)
+        phases["bookkeeping"] += time.perf_counter() - t0
 
-    return wrapper
+    run.selector.observe = timed_observe  # this run's own object, nothing global
+    rows, t0 = [], time.perf_counter()
+    for epoch in range(cfg.epochs):
+        rows.append(run_epoch(run, epoch, phases))
+    wall = time.perf_counter() - t0
+    return {"metrics": summarize(cfg.to_dict(), rows, wall, data.num_train), "rows": rows, "phases": phases}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,16 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:  # default: torch's choice (OMP_NUM_THREADS); one thread is faster on an oversubscribed CPU
         torch.set_num_threads(args.threads)
 
-    from ies import Config, MasteryTracker
+    from ies import Config
     from ies.data import load_dataset
     from ies.notebook import flop_ideal_speedup
-
-    train_module = importlib.import_module("ies.train")  # the module (``ies.train`` is also the function)
-    timed = timed_tracker_class(MasteryTracker)
-    train_module.MasteryTracker = timed  # instrumentation of this process only
-    phase_seconds = {"test_eval": 0.0, "tracking_pass": 0.0}
-    train_module.evaluate = timed_function(train_module.evaluate, phase_seconds, "test_eval")
-    train_module._forward_losses = timed_function(train_module._forward_losses, phase_seconds, "tracking_pass")
 
     data = load_dataset(str(path))
     if 0 < args.subset < data.num_train:  # a random subset: the file is sorted by class, its first n are not
@@ -137,20 +121,22 @@ def main(argv: list[str] | None = None) -> int:
                  checkpoint_every=0, threshold=args.threshold, augment=args.augment)
     runs = {}
     for name, threshold in (("baseline", 0.0), ("ies", args.threshold)):
-        timed.seconds = 0.0
-        phase_seconds.update(test_eval=0.0, tracking_pass=0.0)
-        result = train_module.train(cfg.replace(threshold=threshold), dataset=data)
-        m, h = result.metrics, result.history
+        timed = timed_run(cfg.replace(threshold=threshold), data)
+        m, phases = timed["metrics"], timed["phases"]
+        # tracker.step runs inside the "decide" phase, next to the scheduler step (negligible)
+        bookkeeping = phases["bookkeeping"] + phases.get("decide", 0.0)
         runs[name] = {
             "test_accuracy": m["test_accuracy"],
             "best_test_accuracy": m["best_test_accuracy"],
             "backprop_saved": m["backprop_saving"],
+            "compute_saved": m["compute_saving"],
             "wall_time_s": m["wall_time_s"],
-            "mean_epoch_s": float(h["epoch_seconds"].mean()),
-            "bookkeeping_s": timed.seconds,
-            "bookkeeping_share": timed.seconds / m["epoch_seconds_total"],
-            "test_eval_s": phase_seconds["test_eval"],
-            "tracking_pass_s": phase_seconds["tracking_pass"],
+            "mean_epoch_s": m["epoch_seconds_total"] / max(len(timed["rows"]), 1),
+            "bookkeeping_s": bookkeeping,
+            "bookkeeping_share": bookkeeping / m["epoch_seconds_total"],
+            "phase_seconds": phases,
+            "test_eval_s": phases.get("evaluate", 0.0),
+            "tracking_pass_s": phases.get("track", 0.0),
             "forward_only_samples": m["forward_only_samples"],
         }
     base, ies = runs["baseline"], runs["ies"]

@@ -139,7 +139,7 @@ def epochs(device, npz: Path | None, n_epochs, quick) -> dict:
     cfg = Config(dataset=name if npz is not None else "synthetic", model="resnet18", epochs=n_epochs,
                  device=str(device), progress=False, checkpoint_every=0,
                  batch_size=16 if quick else 64, eval_batch_size=32 if quick else 1024)
-    from ies.train import train
+    from ies.training import train
 
     runs = {}
     for method, threshold in (("baseline", 0.0), ("ies", 1e-3)):
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
 
-    from ies.train import resolve_device
+    from ies.setup import resolve_device
 
     device = resolve_device(args.device)
     sizes = [int(b) for b in args.batch_sizes.split(",")]

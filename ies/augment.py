@@ -13,8 +13,6 @@ Functions:
 - :func:`crop_flip`: gather + crop + flip of a batch for given parameters (what the tests check
   against ``torchvision.transforms.v2.functional``).
 - :func:`random_crop_flip`: :func:`draw` then :func:`crop_flip`.
-- :func:`random_crop`, :func:`random_flip`: the same augmentation on float ``(B, C, H, W)`` batches,
-  for use outside the loader.
 """
 
 from __future__ import annotations
@@ -84,19 +82,3 @@ def random_crop_flip(
     height, width = xp.shape[1] - 2 * pad, xp.shape[2] - 2 * pad
     dy, dx, flips = draw(idx.numel(), pad, xp.device, generator, flip)
     return crop_flip(xp, idx, height, width, dy, dx, flips)
-
-
-def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random crop of every ``(B, C, H, W)`` image after zero padding by ``pad``, as torchvision
-    ``RandomCrop(H, padding=pad)`` does per image: ``pad(x[b])[:, dy:dy+H, dx:dx+W]`` with ``dy, dx``
-    uniform in ``0 .. 2 pad``."""
-    b, c, h, w = x.shape
-    dy, dx, flips = draw(b, pad, x.device, generator, flip=False)
-    xp = pad_images(x.permute(0, 2, 3, 1), pad)
-    return crop_flip(xp, torch.arange(b, device=x.device), h, w, dy, dx, flips).permute(0, 3, 1, 2)
-
-
-def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Flip each ``(B, C, H, W)`` image horizontally with probability 1/2."""
-    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x)

@@ -1,4 +1,11 @@
-"""Command line: ``python -m ies train|compare ...``; every ``Config`` field is an option."""
+"""Command line: ``python -m ies train|compare|sweep|notebooks ...``.
+
+The options of ``train`` and ``compare`` are derived from :class:`Config`: one ``--flag`` per field, its
+help the field's docstring (parsed once), booleans as ``--x/--no-x``. Plain argparse rather than a
+library such as tyro: values are cast by :meth:`Config.from_dict`, the same code that casts papermill's
+strings, so the CLI, notebooks and sweeps share one set of checks and messages (the field named, a
+suggestion for a typo), and argparse's own errors stay one line with exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from . import sweep
 from .config import Config, field_docs
+from .training import train
 
 
 def _add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -35,12 +44,12 @@ def _config_from(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> Config
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ies", description="Instance-dependent Early Stopping")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train one run (baseline with --threshold 0) and write its results")
-    _add_config_options(train)
+    train_cmd = sub.add_parser("train", help="train one run (baseline with --threshold 0) and write its results")
+    _add_config_options(train_cmd)
     compare = sub.add_parser("compare", help="baseline (threshold 0) and IES on the same seed, then a table")
     _add_config_options(compare, skip=("output", "resume"))
     compare.add_argument("--output", default="runs/compare", help="folder for the two runs (default: runs/compare)")
-    parser.commands = {"train": train, "compare": compare}
+    parser.commands = {"train": train_cmd, "compare": compare}
     sub.add_parser("notebooks", help="run the course notebooks with papermill (see --help of it)", add_help=False)
     sub.add_parser("sweep", help="run a grid of configurations, one process each (see --help of it)", add_help=False)
     return parser
@@ -49,13 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "notebooks":
-        from .runner import main as notebooks_main
+        from .runner import main as notebooks_main  # needs the `course` extra (papermill, jupyter)
 
         return notebooks_main(argv[1:])
     if argv and argv[0] == "sweep":
-        from .sweep import main as sweep_main
-
-        return sweep_main(argv[1:])
+        return sweep.main(argv[1:])
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -64,40 +71,31 @@ def main(argv: list[str] | None = None) -> int:
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
         parser.exit(2, f"error: unrecognized argument {unknown[0]!r}{suggestion}\n")
     try:
-        if args.command == "train":
-            cfg = _config_from(args)
-        else:
-            cfg = _config_from(args, skip=("output", "resume"))
-    except ValueError as e:
-        parser.exit(2, f"error: {e}\n")
-    from .train import train
-
-    try:
+        cfg = _config_from(args) if args.command == "train" else _config_from(args, skip=("output", "resume"))
         if args.command == "train":
             result = train(cfg)
-            keys = ("test_accuracy", "best_test_accuracy", "backprop_saving", "wall_time_s")
+            keys = ("test_accuracy", "best_test_accuracy", "backprop_saving", "compute_saving", "wall_time_s")
             print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
             return 0
         return _compare(cfg, Path(args.output))
-    except (FileNotFoundError, ValueError) as e:  # bad data paths, resume without checkpoint, model/data mismatch
+    except (FileNotFoundError, ValueError) as e:  # bad values, data paths, offline datasets, resume, mismatch
         parser.exit(2, f"error: {e}\n")
 
 
 def _compare(cfg: Config, out: Path) -> int:
-    from .train import train
-
     threshold = cfg.threshold if cfg.threshold > 0 else 1e-3
     runs = {
         "baseline": train(cfg.replace(threshold=0.0, output=str(out / "baseline"))),
         "ies": train(cfg.replace(threshold=threshold, output=str(out / "ies"))),
     }
     base = runs["baseline"].metrics
-    print(f"\n{'method':<10}{'test acc':>10}{'best acc':>10}{'backprop saved':>16}{'wall s':>9}{'time ratio':>12}")
+    print(f"\n{'method':<10}{'test acc':>10}{'best acc':>10}{'backprop saved':>16}{'compute saved':>15}"
+          f"{'wall s':>9}{'time ratio':>12}")
     for name, r in runs.items():
         m = r.metrics
         ratio = m["wall_time_s"] / base["wall_time_s"]
         print(f"{name:<10}{m['test_accuracy']:>10.4f}{m['best_test_accuracy']:>10.4f}"
-              f"{m['backprop_saving']:>16.1%}{m['wall_time_s']:>9.1f}{ratio:>12.3f}")
+              f"{m['backprop_saving']:>16.1%}{m['compute_saving']:>15.1%}{m['wall_time_s']:>9.1f}{ratio:>12.3f}")
     print(f"\nresults in {out}/baseline and {out}/ies (history.csv, metrics.json)")
     return 0
 

@@ -1,21 +1,31 @@
-"""``Config``: every knob of a training run, frozen, documented field by field, validated on creation."""
+"""``Config``: every knob of a training run, frozen, documented field by field, validated on creation.
+
+The choices of ``dataset``, ``model`` and ``selector`` come from their registries (:data:`ies.data.DATASETS`,
+:data:`ies.models.MODELS`, :data:`ies.selectors.SELECTORS`): a new one is added there, in one place.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
-DATASETS = ("mnist1d", "synthetic", "cifar10", "cifar100")
-MODELS = ("auto", "mlp", "cnn1d", "small_cnn", "resnet18", "resnet34")
+from . import fields as fields_
+from .criteria import RULES
+from .data import DATASETS
+from .models import MODELS
+from .recheck import parse_bins, parse_mode
+from .selectors import SELECTORS
+from .transforms import ATTRIBUTES, NOISE_TYPES
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("exponential", "constant", "cosine")
-RULES = ("official", "paper")
-SELECTORS = ("ies", "random", "loss")
-LOSS_SOURCES = ("official", "clean")
+LOSS_SOURCES = ("training", "clean")
+LOSS_SOURCE_ALIASES = {"official": "training"}  # the name before 0.2, still accepted
+RUN_CONTROL_FIELDS = frozenset({"resume", "progress", "output", "checkpoint_every", "device", "data_dir"})
+"""Fields that say how a run is executed, not what it computes: a checkpoint resumes across them and
+a sweep's cache ignores them."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +47,30 @@ class Config:
     other datasets: keep this many training samples, a fixed random draw (0 = all)."""
     augment: bool = True
     """Random crop (pad 4) and horizontal flip on image batches, done on the device."""
+    label_noise: float = 0.0
+    """Share of the training labels flipped (:mod:`ies.transforms`), in [0, 1); the test labels are never
+    changed. The flips are drawn with ``seed`` (runs of one seed see the same noisy labels)."""
+    noise_type: str = "symmetric"
+    """``symmetric``: exactly ``round(label_noise * N)`` labels replaced by a uniformly drawn other class;
+    ``asymmetric``: ``round(label_noise * n_c)`` samples of each source class flipped to its partner
+    (CIFAR-10: truck->automobile, bird->airplane, deer->horse, cat<->dog; MNIST-1D: 2->7, 3->8, 5<->6, 7->1)."""
+    imbalance: float = 1.0
+    """Long-tailed training set: class ``c`` keeps ``floor(n_max * imbalance ** (-c / (C - 1)))`` samples
+    (``n_max`` = the smallest class); >= 1, 1 = unchanged. The test set stays balanced."""
+    subgroup_share: float = 0.0
+    """A minority subgroup: this share (in (0, 0.5]; 0 = none) of each class of ``subgroup_classes``
+    gets the visible ``subgroup_attribute``, in the training and the test split, with its group label
+    kept for the per-group accounting (``groups.csv``)."""
+    subgroup_classes: str = ""
+    """Comma-separated classes that have the subgroup (``"0,3"``); empty = every class."""
+    subgroup_attribute: str = "invert"
+    """``invert`` (images ``255 - x``, signals ``-x``) or ``noise`` (added Gaussian noise, std 1 in the
+    units of a standardised signal, 255 for images)."""
 
     # ---- model and optimisation
     model: str = "auto"
-    """``mlp``, ``cnn1d`` (MNIST-1D), ``small_cnn``, ``resnet18``, ``resnet34`` (32x32 images);
+    """``mlp``, ``cnn1d`` (MNIST-1D), ``small_cnn``, ``resnet18``, ``resnet34`` (32x32 images),
+    ``transformer`` (a 1-D patch transformer for signals, a tiny ViT for images: :mod:`ies.transformer`);
     ``auto`` picks ``cnn1d`` for 1-D data and ``resnet18`` for images."""
     epochs: int = 60
     """Number of training epochs."""
@@ -77,23 +107,61 @@ class Config:
     patience: int = 1
     """``paper``: consecutive epochs below delta; ``official``: moving averages summed (the authors' k)."""
     selector: str = "ies"
-    """``ies`` (the rule above) or ``random``: each epoch exclude a uniformly random set of the size
-    given by ``random_budget`` (the matched-budget control). ``loss`` is shorthand for the N = 0 rule
-    (raw loss < delta for ``patience`` epochs): it becomes ``ies`` with ``order=0``, ``rule="paper"``."""
+    """Who trains each epoch (:data:`ies.selectors.SELECTORS`): ``ies`` (the rule above); ``random``: each
+    epoch exclude a uniformly random set of the size given by ``random_budget`` (the matched-budget
+    control); ``loss``: IES with the N = 0 rule, excluded while the raw loss stays below ``threshold``
+    for ``patience`` epochs (``order`` and ``rule`` are then not used)."""
     random_budget: str = ""
     """For ``selector=random``: a reference run's ``history.csv`` whose ``forward_only_samples``
     column gives the number of samples to exclude in each epoch."""
-    loss_source: str = "official"
-    """``official``: active samples' losses from their training pass (free), mastered samples' from a
-    no-grad eval-mode pass with the training augmentation (the authors' way). Extra cost: one forward
-    of the mastered samples; with a share ``s`` mastered, an epoch costs about ``1 - 2s/3`` of the
-    baseline's (a forward is ~1/3 of a training step), at best ``1 / (1 - 2s/3)`` times faster.
-    ``clean``: every sample's loss from one eval-mode pass without augmentation at the end of the
-    epoch. Extra cost: one forward of the whole training set every epoch (the baseline runs it too):
-    an epoch costs about ``4/3 - s`` of a plain training epoch, so it beats plain training only once
-    ``s > 1/3``."""
+    loss_source: str = "training"
+    """``training`` (``official``, its old name, is accepted): active samples' losses from their training
+    pass (free), excluded samples' from a no-grad eval-mode pass with the training augmentation (the
+    authors' way). Extra cost: one forward of the excluded samples; with a share ``s`` excluded, an epoch
+    costs about ``1 - 2s/3`` of the baseline's (a forward is ~1/3 of a training step), at best
+    ``1 / (1 - 2s/3)`` times faster. ``clean``: every sample's loss from one eval-mode pass without
+    augmentation at the end of the epoch. Extra cost: one forward of the whole training set every epoch
+    (the baseline runs it too): an epoch costs about ``4/3 - s`` of a plain training epoch, so it beats
+    plain training only once ``s > 1/3``."""
     anneal_fraction: float = 0.0
     """Train on every sample in this last fraction of the epochs (the paper uses 0.1 on ImageNet)."""
+    recheck: str = "every"
+    """When the excluded (mastered) samples of ``ies``/``loss`` are forwarded to re-check their loss
+    (:mod:`ies.recheck`): ``every`` epoch (the paper's IES), every ``M`` epochs (a whole number, e.g.
+    ``5``; also given as an int), or ``lr``: a period growing as the learning rate decays (1 at
+    lr >= 0.05, then 2, 3, 4 and 5 below 0.001 with the default ``recheck_bins``). In an epoch without a
+    re-check they are neither forwarded nor recorded and stay excluded; at a re-check their difference
+    is taken over their last recorded losses. With ``loss_source=clean`` every sample is forwarded anyway."""
+    recheck_bins: str = "0.05,0.01,0.005,0.001"
+    """``recheck=lr``: the learning-rate edges, comma-separated, strictly decreasing; the period is 1 +
+    the number of edges above the epoch's learning rate."""
+
+    # ---- the peers: selectors beside IES (notebook 07)
+    prune_ratio: float = 0.5
+    """``infobatch`` / ``small_loss_rescale``: share of the below-mean-loss samples left out of each epoch,
+    in [0, 1); the kept ones get loss weight 1 / (1 - prune_ratio) (InfoBatch's default 0.5)."""
+    infobatch_anneal: float = 0.125
+    """``infobatch``: train on all data, unweighted, in this last fraction of the epochs (InfoBatch's
+    default 0.125; ``round(fraction x epochs)`` epochs, halves to even). ``small_loss_rescale`` ignores it."""
+    sb_beta: float = 1.0
+    """``selective_backprop``: keep probability = (percentile of the loss among the recent losses) ** sb_beta,
+    > 0; the expected kept share is about 1 / (1 + sb_beta). Our default."""
+    sb_history: int = 1024
+    """``selective_backprop``: number of recent per-sample losses the percentile is taken over. Our default."""
+    es_patience: int = 5
+    """``early_stop``: stop once the validation accuracy has not improved for this many epochs. Our default."""
+    es_min_delta: float = 0.0
+    """``early_stop``: an improvement must beat the best validation accuracy by more than this."""
+    val_fraction: float = 0.1
+    """``early_stop``: share of the training set held out for validation (stratified by class, drawn from
+    ``seed``, never trained), in (0, 1)."""
+    class_cap: float = 1.0
+    """Class-balanced removal (``ies`` and ``loss`` selectors): after each decision, at most
+    ``floor(class_cap * n_g)`` samples of each group ``g`` stay excluded, those with the lowest last loss
+    (:func:`ies.groups.cap_mastered`); the others train again. In (0, 1]; 1 = no cap."""
+    cap_by: str = "class"
+    """Groups of ``class_cap``: ``class`` (the training labels as given, noisy ones included: what a
+    method can see) or ``subgroup`` (the minority-subgroup label of ``subgroup_share``)."""
 
     # ---- run
     seed: int = 0
@@ -123,17 +191,18 @@ class Config:
     """Show a tqdm progress bar over epochs."""
 
     def __post_init__(self) -> None:
-        if self.selector == "loss":  # shorthand, see the field's docstring
-            for name, value in (("selector", "ies"), ("order", 0), ("rule", "paper")):
-                object.__setattr__(self, name, value)
+        if isinstance(self.recheck, int) and not isinstance(self.recheck, bool):  # Config(recheck=5)
+            object.__setattr__(self, "recheck", str(self.recheck))
+        if self.loss_source in LOSS_SOURCE_ALIASES:
+            object.__setattr__(self, "loss_source", LOSS_SOURCE_ALIASES[self.loss_source])
         for f in fields(self):
             _check_type(f, getattr(self, f.name))
         choices = {
-            "model": MODELS,
+            "model": tuple(MODELS),
             "optimizer": OPTIMIZERS,
             "schedule": SCHEDULES,
             "rule": RULES,
-            "selector": SELECTORS,
+            "selector": tuple(SELECTORS),
             "loss_source": LOSS_SOURCES,
         }
         for name, allowed in choices.items():
@@ -142,11 +211,12 @@ class Config:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}{_suggest(value, allowed)}")
         if self.dataset not in DATASETS and not self.dataset.endswith(".npz"):
             raise ValueError(
-                f"dataset must be one of {DATASETS} or a path to an .npz file, got {self.dataset!r}"
+                f"dataset must be one of {tuple(DATASETS)} or a path to an .npz file, got {self.dataset!r}"
                 f"{_suggest(self.dataset, DATASETS)}"
             )
         _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, window=1, patience=1)
         _at_least(self, checkpoint_every=0, seed=0)
+        _check_transforms(self)
         for name in ("lr", "momentum", "weight_decay", "gamma", "threshold", "anneal_fraction"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -161,8 +231,11 @@ class Config:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.anneal_fraction > 1:
             raise ValueError(f"anneal_fraction must be in [0, 1], got {self.anneal_fraction}")
+        _check_peers(self)
         if self.selector == "random" and not self.random_budget:
             raise ValueError("random_budget must name a reference history.csv when selector='random'")
+        object.__setattr__(self, "recheck", str(parse_mode(self.recheck)))  # "1" -> "every", " 5" -> "5"
+        parse_bins(self.recheck_bins)
         if self.resume and not self.output:
             raise ValueError("resume needs output: the folder holding the checkpoint")
         dev = self.device
@@ -192,72 +265,73 @@ class Config:
 
     @property
     def is_baseline(self) -> bool:
-        """True when nothing is ever excluded (threshold 0 with the ``ies`` selector)."""
-        return self.selector == "ies" and self.threshold == 0
+        """True when nothing is ever excluded (threshold 0 with the ``ies`` or ``loss`` selector)."""
+        return self.selector in ("ies", "loss") and self.threshold == 0
 
 
 def field_docs() -> dict[str, str]:
-    """The docstring of every field, read from this module's source (used by the CLI's --help)."""
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(Config))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = " ".join(str(nxt.value.value).split())
-    return docs
-
-
-# ---------------------------------------------------------------------- internals
-def _base_type(f: dataclasses.Field) -> type:
-    hint = typing.get_type_hints(Config)[f.name]
-    if isinstance(hint, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    return hint
+    """The docstring of every field (the string under it), read once from this module's source; used
+    by the CLI's ``--help``."""
+    return fields_.attribute_docs(Config)
 
 
 def cast(f: dataclasses.Field, value: typing.Any) -> typing.Any:
     """Cast ``value`` (possibly a string) to the type of field ``f``; ValueError naming it if impossible."""
-    kind = _base_type(f)
-    if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
-        return value
-    try:
-        if kind is bool:
-            if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
-                return True
-            if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off", ""):
-                return False
-            if isinstance(value, int) and value in (0, 1):
-                return bool(value)
-        elif kind is int:
-            if isinstance(value, str):
-                number = float(value.strip())
-                if number.is_integer():
-                    return int(number)
-            elif isinstance(value, float) and value.is_integer():
-                return int(value)
-        elif kind is float:
-            if isinstance(value, (int, str)) and not isinstance(value, bool):
-                return float(value)
-        elif kind is str:
-            if value is None:
-                return ""
-            if hasattr(value, "__fspath__"):
-                return str(value)
-    except ValueError:
-        pass
-    raise ValueError(f"{f.name} must be {kind.__name__}, got {value!r}")
+    return fields_.cast(f.name, fields_.base_types(Config)[f.name], value)
 
 
 def _check_type(f: dataclasses.Field, value: typing.Any) -> None:
-    kind = _base_type(f)
-    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if not ok:
-        raise ValueError(f"{f.name} must be {kind.__name__}, got {value!r} (use Config.from_dict to cast strings)")
+    fields_.check_type(f.name, fields_.base_types(Config)[f.name], value)
+
+
+def _check_peers(cfg: Config) -> None:
+    """The peer selectors' knobs (checked whatever the selector, so a sweep fails before training)."""
+    _at_least(cfg, sb_history=1, es_patience=1)
+    ranges = {"prune_ratio": (0, 1, "[0, 1)"), "infobatch_anneal": (0, 1, "[0, 1]"),
+              "val_fraction": (0, 1, "(0, 1)"), "es_min_delta": (0, math.inf, "[0, inf)")}
+    for name, (low, high, text) in ranges.items():
+        value = getattr(cfg, name)
+        ok = math.isfinite(value) and low <= value <= high
+        ok = ok and not (text.endswith(")") and value == high) and not (text.startswith("(") and value == low)
+        if not ok:
+            raise ValueError(f"{name} must be in {text}, got {value}")
+    if not (math.isfinite(cfg.sb_beta) and cfg.sb_beta > 0):
+        raise ValueError(f"sb_beta must be a finite number > 0, got {cfg.sb_beta}")
+def _check_transforms(cfg: Config) -> None:
+    """The data-transform and cap fields (:mod:`ies.transforms`, :func:`ies.groups.cap_mastered`)."""
+    if not (math.isfinite(cfg.label_noise) and 0 <= cfg.label_noise < 1):
+        raise ValueError(f"label_noise must be in [0, 1), got {cfg.label_noise}")
+    if cfg.noise_type not in NOISE_TYPES:
+        raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {cfg.noise_type!r}")
+    if not (math.isfinite(cfg.imbalance) and cfg.imbalance >= 1):
+        raise ValueError(f"imbalance must be a finite number >= 1, got {cfg.imbalance}")
+    if not (math.isfinite(cfg.subgroup_share) and 0 <= cfg.subgroup_share <= 0.5):
+        raise ValueError(f"subgroup_share must be in [0, 0.5] (0 = no subgroup), got {cfg.subgroup_share}")
+    if cfg.subgroup_attribute not in ATTRIBUTES:
+        raise ValueError(f"subgroup_attribute must be one of {ATTRIBUTES}, got {cfg.subgroup_attribute!r}")
+    subgroup_classes(cfg)
+    if not (math.isfinite(cfg.class_cap) and 0 < cfg.class_cap <= 1):
+        raise ValueError(f"class_cap must be in (0, 1], got {cfg.class_cap}")
+    if cfg.cap_by not in ("class", "subgroup"):
+        raise ValueError(f"cap_by must be 'class' or 'subgroup', got {cfg.cap_by!r}")
+    if cfg.class_cap < 1 and cfg.selector not in ("ies", "loss"):
+        raise ValueError(f"class_cap applies to the ies and loss selectors, not {cfg.selector!r}")
+    if cfg.class_cap < 1 and cfg.cap_by == "subgroup" and not cfg.subgroup_share:
+        raise ValueError("cap_by='subgroup' needs a subgroup: set subgroup_share > 0")
+
+
+def subgroup_classes(cfg: Config) -> tuple[int, ...]:
+    """``cfg.subgroup_classes`` as a tuple of ints (empty = every class); ValueError naming the field."""
+    text = cfg.subgroup_classes.strip()
+    if not text:
+        return ()
+    try:
+        classes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"subgroup_classes must be comma-separated class numbers, got {text!r}") from None
+    if any(c < 0 for c in classes):
+        raise ValueError(f"subgroup_classes must be class numbers >= 0, got {text!r}")
+    return classes
 
 
 def _at_least(cfg: Config, **lows: int) -> None:
@@ -266,9 +340,4 @@ def _at_least(cfg: Config, **lows: int) -> None:
             raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
 
 
-def _suggest(word: str, options: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-_ = field  # re-exported for subclasses that add fields with defaults
+_suggest = fields_.suggest

@@ -3,7 +3,7 @@
 Every dataset that fits in memory (MNIST-1D, the synthetic blobs, CIFAR-10/100, any ``.npz``) is loaded
 into one :class:`ArrayDataset` (CPU tensors); :class:`DeviceLoader` moves it to the training device
 once and then builds every batch there: shuffling with ``torch.randperm`` on the device, crop and flip
-of the whole batch at once, normalisation. That is the path of :func:`ies.train.train` and the CLI.
+of the whole batch at once, normalisation. That is the path of :func:`ies.train` and the CLI.
 
 ImageFolder-style directories (ImageNet scale) do not fit it: :func:`image_folder` gives a torchvision
 dataset decoded by DataLoader workers, for your own loop with :mod:`ies.generic` (one process) or
@@ -13,14 +13,23 @@ dataset decoded by DataLoader workers, for your own loop with :mod:`ies.generic`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
+from mnist1d.data import get_dataset_args, make_dataset
+from torchvision.transforms import v2
 
 from . import augment as aug
+
+
+class DatasetUnavailable(FileNotFoundError, RuntimeError):
+    """A named dataset is not on disk and could not be downloaded (the message says how to get it)."""
+
 
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
@@ -81,17 +90,13 @@ def default_data_dir() -> Path:
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, size: int = 0) -> ArrayDataset:
-    """Load a dataset by name (see ``Config.dataset``); ``size`` as ``Config.dataset_size``."""
+    """Load a dataset by name (a key of :data:`DATASETS`) or ``.npz`` path; ``size`` as ``Config.dataset_size``."""
     root = Path(data_dir) if data_dir else default_data_dir()
-    if name == "mnist1d":
-        return mnist1d(root, size or 5000)
-    if name == "synthetic":
-        return synthetic(size or 5000)
-    if name in CIFAR_STATS:
-        return cifar(name, root).subset(size)
     if str(name).endswith(".npz"):
         return npz(name).subset(size)
-    raise ValueError(f"unknown dataset {name!r}: use mnist1d, synthetic, cifar10, cifar100 or a .npz path")
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: use one of {sorted(DATASETS)} or a .npz path")
+    return DATASETS[name](root, size)
 
 
 def mnist1d(root: Path, num_samples: int = 5000) -> ArrayDataset:
@@ -99,8 +104,6 @@ def mnist1d(root: Path, num_samples: int = 5000) -> ArrayDataset:
     40-sample 1-D signals, 80 % train / 20 % test, cached in ``root`` as ``.npz``."""
     path = Path(root) / f"mnist1d_{num_samples}.npz"
     if not path.exists():
-        from mnist1d.data import get_dataset_args, make_dataset
-
         args = get_dataset_args()
         args.num_samples = num_samples
         state = np.random.get_state()
@@ -144,11 +147,21 @@ def npz(path: str | os.PathLike) -> ArrayDataset:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset file {path} does not exist")
-    with np.load(path) as f:
+    expected = "an .npz archive of the arrays x_train, y_train, x_test, y_test"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:  # not a numpy file, or pickled objects
+        raise ValueError(f"dataset file {path} is not {expected} ({e})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"dataset file {path} holds a single array, expected {expected}")
+    with archive as f:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
         if missing:
             raise ValueError(f"{path} lacks the arrays {sorted(missing)}")
-        xs = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        try:
+            xs = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        except ValueError as e:  # an object array inside the archive
+            raise ValueError(f"dataset file {path} is not {expected} of numbers ({e})") from None
     for split in ("train", "test"):
         x, y = xs[f"x_{split}"], xs[f"y_{split}"]
         if x.dtype != np.uint8 or x.ndim != 4:
@@ -185,20 +198,16 @@ def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...]
 
 def cifar(name: str, root: Path) -> ArrayDataset:
     """CIFAR-10/100 through torchvision, downloaded into ``root`` where a network exists."""
-    import torchvision
-
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
     folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
     root = Path(root)
     if not (root / folder).exists():
-        import socket
-
         old = socket.getdefaulttimeout()
         socket.setdefaulttimeout(20)
         try:
             cls(str(root), train=True, download=True)
         except Exception as e:  # no network: say how to get the files, never hang
-            raise RuntimeError(
+            raise DatasetUnavailable(
                 f"{name} is not in {root} and could not be downloaded ({type(e).__name__}: {e}). "
                 f"Download {cls.url} on a machine with a network, unpack it so that {root / folder} "
                 f"exists (or set IES_DATA_DIR / data_dir to where it is)."
@@ -225,7 +234,7 @@ def image_folder(root: str | os.PathLike, train: bool = True, image_size: int = 
     ``train=True``: ``RandomResizedCrop(image_size)`` + horizontal flip; ``train=False``: resize to
     ``image_size * 8/7`` and centre crop. Both end as normalised float ``(C, image_size, image_size)``.
 
-    This path does **not** go through :func:`ies.train.train` (which keeps the whole data set in memory on
+    This path does **not** go through :func:`ies.train` (which keeps the whole data set in memory on
     the device); use it with the generic API in your own loop (it yields ``(x, y, index)``)::
 
         from ies.generic import IndexedDataset, ActiveSampler
@@ -237,9 +246,6 @@ def image_folder(root: str | os.PathLike, train: bool = True, image_size: int = 
 
     (see ``ies.generic`` and, for several GPUs, ``ies.distributed``).
     """
-    import torchvision
-    from torchvision.transforms import v2
-
     mean, std = mean or IMAGENET_STATS[0], std or IMAGENET_STATS[1]
     if train:
         head = [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()]
@@ -350,3 +356,13 @@ class DeviceLoader:
         for start in range(0, indices.numel(), batch_size):
             idx = indices[start : start + batch_size]
             yield self.inputs(idx, augment), self.y[idx], idx
+
+
+DATASETS: dict[str, Callable[[Path, int], ArrayDataset]] = {
+    "mnist1d": lambda root, size: mnist1d(root, size or 5000),
+    "synthetic": lambda root, size: synthetic(size or 5000),
+    "cifar10": lambda root, size: cifar("cifar10", root).subset(size),
+    "cifar100": lambda root, size: cifar("cifar100", root).subset(size),
+}
+"""The registry of named datasets: name -> ``load(root, size)`` (``size`` as ``Config.dataset_size``).
+Add a dataset here; ``Config.dataset`` and the CLI take its name at once (``.npz`` paths need no entry)."""

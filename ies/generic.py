@@ -9,7 +9,7 @@ Two pieces:
   mastered ones, for the forward-only tracking pass), read from the tracker anew at the start of
   every epoch, shuffled with a seed that depends on the epoch.
 
-Use them for data that does not fit the device-resident loader of :func:`ies.train.train`
+Use them for data that does not fit the device-resident loader of :func:`ies.train`
 (ImageFolder-style directories through :func:`ies.data.image_folder`, text, your own datasets)::
 
     data = IndexedDataset(train_set)

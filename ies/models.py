@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
+import torchvision
 from torch import nn
 
 
@@ -57,8 +62,6 @@ def cifar_resnet(depth: int, num_classes: int, in_channels: int = 3) -> nn.Modul
     ResNet): a 3x3 stride-1 stem, no max-pool, and an fp32 classifier. The same layers and parameter
     count as the authors' network (11,173,962 for ResNet-18 with 10 classes, 21,282,122 for ResNet-34);
     every convolution initialised as torchvision does (Kaiming normal, fan-out)."""
-    import torchvision
-
     builder = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34}[depth]
     net = builder(weights=None, num_classes=num_classes)
     net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -98,26 +101,49 @@ class FixedShapeCompiled(nn.Module):
         return self.module(x)
 
 
-def build_model(name: str, sample_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Build model ``name`` for inputs of ``sample_shape`` (``(L,)`` signals or ``(H, W, C)`` images).
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: ``build(sample_shape, num_classes)`` and the inputs it takes
+    (``"signal"``: ``(L,)``, ``"image"``: ``(H, W, C)``, ``"any"``)."""
 
-    ``auto`` picks ``cnn1d`` for signals and ``resnet18`` for images.
-    """
-    is_image = len(sample_shape) == 3
-    if name == "auto":
-        name = "resnet18" if is_image else "cnn1d"
-    image_models = {"small_cnn", "resnet18", "resnet34"}
-    if is_image != (name in image_models) and name != "mlp":
-        kind = "images" if is_image else "1-D signals"
-        raise ValueError(f"model {name!r} does not take {kind} of shape {sample_shape}")
-    if name == "mlp":
-        in_features = 1
-        for s in sample_shape:
-            in_features *= s
-        return mlp(in_features, num_classes)
-    if name == "cnn1d":
-        return cnn1d(sample_shape[0], num_classes)
-    channels = sample_shape[-1]
-    if name == "small_cnn":
-        return small_cnn(num_classes, channels)
-    return cifar_resnet(18 if name == "resnet18" else 34, num_classes, channels)
+    build: Callable[[tuple[int, ...], int], nn.Module]
+    inputs: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "auto": ModelSpec(lambda shape, k: build_model("resnet18" if len(shape) == 3 else "cnn1d", shape, k), "any"),
+    "mlp": ModelSpec(lambda shape, k: mlp(math.prod(shape), k), "any"),
+    "cnn1d": ModelSpec(lambda shape, k: cnn1d(shape[0], k), "signal"),
+    "small_cnn": ModelSpec(lambda shape, k: small_cnn(k, shape[-1]), "image"),
+    "resnet18": ModelSpec(lambda shape, k: cifar_resnet(18, k, shape[-1]), "image"),
+    "resnet34": ModelSpec(lambda shape, k: cifar_resnet(34, k, shape[-1]), "image"),
+    "transformer": ModelSpec(lambda shape, k: transformer(shape, k), "any"),
+}
+"""The registry of models by name (``Config.model``); add a model here, in one place."""
+
+
+def transformer(sample_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The small transformers of :mod:`ies.transformer` at their default sizes:
+    ``PatchTransformer1d(length, num_classes)`` for ``(L,)`` signals (about 70 k parameters),
+    ``TinyViT(num_classes, in_channels, size)`` for square ``(H, W, C)`` images (about 140 k)."""
+    from .transformer import PatchTransformer1d, TinyViT  # ies.transformer imports this module's Float32Linear
+
+    if len(sample_shape) == 1:
+        return PatchTransformer1d(sample_shape[0], num_classes)
+    h, w, c = sample_shape
+    if h != w:
+        raise ValueError(f"model 'transformer' takes square images, got {h}x{w}")
+    return TinyViT(num_classes, c, h)
+
+
+def build_model(name: str, sample_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Build model ``name`` (a key of :data:`MODELS`) for inputs of ``sample_shape`` (``(L,)`` signals or
+    ``(H, W, C)`` images). ``auto`` picks ``cnn1d`` for signals and ``resnet18`` for images."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}: use one of {sorted(MODELS)}")
+    spec = MODELS[name]
+    kind = "image" if len(sample_shape) == 3 else "signal"
+    if spec.inputs not in ("any", kind):
+        raise ValueError(f"model {name!r} does not take {'images' if kind == 'image' else '1-D signals'} "
+                         f"of shape {sample_shape}")
+    return spec.build(tuple(sample_shape), num_classes)

@@ -1,156 +1,65 @@
-"""Sharpness of the loss at the current weights: top Hessian eigenvalue, Hessian trace, SAM value.
+"""Sharpness during training, and the comparison of a baseline and an IES run (notebook 05).
 
-Every function measures the *mean loss over a fixed set of batches*,
+- :class:`SharpnessProbe`: an ``on_epoch_end`` callback of :func:`ies.train` that records, every few
+  epochs, the curvature of the loss on fixed batches (:func:`fixed_batches`) and the gradient norm of
+  mini-batches with and without the mastered samples at the same weights;
+- :func:`compare_histories`: the numbers behind the paper's two mechanism claims (Fig. 4: IES trains
+  with larger gradient norms; it ends in flatter minima), from the histories of two such runs;
+- :func:`claim_sign_tests`: those numbers pooled over seeds and judged by a sign test
+  (:func:`ies.stats.sign_verdict`).
 
-    L(w) = sum_b n_b * loss_fn(model(x_b), y_b) / sum_b n_b,        n_b = len(y_b),
-
-so batches of different sizes are weighted by their size and ``L`` is the mean loss per sample
-(``loss_fn`` must return the mean loss of its batch, as ``F.cross_entropy`` does). Weight decay is
-not part of ``L``. Derivatives are taken with respect to the parameters that require grad.
-
-Side effects: none. The model runs in eval mode (BatchNorm uses its running statistics and updates
-nothing, dropout is off), without autocast and without TF32 on CUDA (plain fp32); afterwards every
-module's train/eval flag is restored, the parameters and buffers are bit-identical, ``.grad`` is not
-touched, and the global random-number generators are not used (random vectors come from a local
-generator), so a measurement inside a training run does not change the run.
-
-Hessian-vector products use double backward (Pearlmutter's trick): for each batch one forward, one
-backward with ``create_graph=True`` and one backward of ``<grad, v>``; nothing is kept between
-products, so the autograd memory is that of one batch (Lanczos also keeps one vector of the size of
-the parameters per step).
+The measurements themselves (top Hessian eigenvalue, Hessian trace, SAM value, Hessian-vector products,
+per-batch gradient norms) live in :mod:`ies.curvature` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-Batch = tuple[torch.Tensor, torch.Tensor]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from . import stats
+from .curvature import (
+    Batch,
+    LossFn,
+    batch_grad_norms,
+    hessian_top_eigenvalue,
+    hessian_trace,
+    hessian_vector_product,
+    measure_sharpness,
+    sam_sharpness,
+)
+from .data import DeviceLoader
+from .modes import plain_eval
 
 __all__ = [
+    "CLAIMS",
     "SharpnessProbe",
     "batch_grad_norms",
+    "claim_sign_tests",
     "compare_histories",
     "fixed_batches",
     "hessian_top_eigenvalue",
     "hessian_trace",
     "hessian_vector_product",
+    "measure_sharpness",
     "sam_sharpness",
 ]
 
 
-# ---------------------------------------------------------------------------- public measurements
-def hessian_top_eigenvalue(
-    model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch], iters: int = 100, tol: float = 1e-3
-) -> float:
-    """The largest (most positive, not largest in magnitude) eigenvalue of the Hessian of ``L``.
-
-    Lanczos iteration with full reorthogonalisation on Hessian-vector products, from a fixed random
-    start (seed 0, a local generator). Lanczos approximates the top of the spectrum directly, so a
-    negative eigenvalue of larger magnitude (a saddle) does not mislead it, unlike plain power
-    iteration, which finds the eigenvalue of largest magnitude. If every eigenvalue is negative the
-    (negative) largest one is returned.
-
-    Args:
-        model, loss_fn, batches: see the module docstring; ``batches`` is read once into a list.
-        iters: at most this many Hessian-vector products (Lanczos steps).
-        tol: stop when the top Ritz pair ``(theta, x)`` has ``||H x - theta x|| <= tol * |theta|``,
-            which guarantees an eigenvalue of ``H`` within ``tol * |theta|`` of ``theta``. A
-            ``RuntimeWarning`` says so when ``iters`` steps did not reach ``tol``.
-
-    Returns:
-        ``theta`` as a Python float.
-    """
-    if iters < 1:
-        raise ValueError(f"iters must be >= 1, got {iters}")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
-    with _measuring(model, loss_fn, batches) as obj:
-        return _lanczos_top(obj.hvp_flat, _start_vector(obj), iters, tol)
-
-
-def hessian_trace(
-    model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch], samples: int = 100, seed: int = 0
-) -> tuple[float, float]:
-    """Hutchinson's estimate of the trace of the Hessian of ``L``, and its standard error.
-
-    ``tr H = E[z^T H z]`` for Rademacher ``z`` (entries +-1); the estimate is the mean of ``samples``
-    draws (one Hessian-vector product each) and the standard error is their standard deviation
-    (``ddof=1``) over ``sqrt(samples)`` (``nan`` for one sample). The draws come from a CPU generator
-    seeded with ``seed``, so the estimate does not depend on the device. A diagonal Hessian gives
-    the exact trace with standard error 0.
-    """
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    with _measuring(model, loss_fn, batches) as obj:
-        gen = torch.Generator().manual_seed(seed)
-        draws = []
-        for _ in range(samples):
-            z = (torch.randint(0, 2, (obj.dim,), generator=gen, dtype=obj.dtype) * 2 - 1).to(obj.device)
-            draws.append(torch.dot(z, obj.hvp_flat(z)).item())
-    values = np.asarray(draws, dtype=np.float64)
-    se = float(values.std(ddof=1) / math.sqrt(samples)) if samples > 1 else float("nan")
-    return float(values.mean()), se
-
-
-def sam_sharpness(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch], rho: float = 0.05) -> float:
-    """The SAM sharpness ``L(w + rho g / ||g||) - L(w)`` with ``g = grad L(w)``.
-
-    This is the first-order solution of ``max_{||e|| <= rho} L(w + e) - L(w)`` used by SAM (Foret et
-    al., 2021), with the ball taken over all trainable parameters together (one L2 norm) and ``L``
-    the mean over *all* ``batches`` (not per mini-batch). The weights are perturbed in place and
-    then copied back from a saved copy, so they are restored bit for bit. Returns 0.0 when ``g = 0``
-    (no ascent direction).
-    """
-    if not rho >= 0:
-        raise ValueError(f"rho must be >= 0, got {rho}")
-    with _measuring(model, loss_fn, batches) as obj:
-        return obj.sam(rho)[0]
-
-
-def hessian_vector_product(
-    model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch], vectors: list[torch.Tensor]
-) -> list[torch.Tensor]:
-    """``H v`` for the Hessian of ``L``; ``vectors`` has one tensor per trainable parameter (in
-    ``model.parameters()`` order, same shapes), and so has the result."""
-    with _measuring(model, loss_fn, batches) as obj:
-        if len(vectors) != len(obj.params):
-            raise ValueError(f"expected {len(obj.params)} tensors (one per trainable parameter), got {len(vectors)}")
-        flat = torch.cat([v.detach().reshape(-1).to(obj.device, obj.dtype) for v in vectors])
-        return [h.clone() for h in obj.unflatten(obj.hvp_flat(flat))]
-
-
-def batch_grad_norms(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch]) -> list[float]:
-    """``||grad loss_fn(model(x_b), y_b)||`` of each batch on its own, at the current weights, without
-    side effects. Eval mode: BatchNorm normalises with its running statistics, not with the batch's
-    own as a training step does."""
-    with _measuring(model, loss_fn, batches) as obj:
-        norms = []
-        for x, y in obj.batches:
-            grads = obj.grad(obj.loss_fn(obj.model(x), y))
-            norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
-        return torch.stack(norms).tolist() if norms else []
-
-
-# ---------------------------------------------------------------------------- data for the measurements
+# ---------------------------------------------------------------------------- the probe
 def fixed_batches(
     dataset, size: int, batch_size: int = 1024, device: str | torch.device = "cpu", seed: int = 0
 ) -> list[Batch]:
     """A fixed random subset of ``size`` training samples of an :class:`ies.data.ArrayDataset`,
     served as a list of ``(inputs, targets)`` batches on ``device``, normalised as in training and
     without augmentation (``size <= 0`` or larger than the split: every training sample)."""
-    from .data import DeviceLoader
-
     n = dataset.num_train
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(n, generator=gen)[: size if 0 < size < n else n].sort().values
@@ -161,7 +70,7 @@ def fixed_batches(
 
 @dataclass
 class SharpnessProbe:
-    """An ``on_epoch_end`` callback for :func:`ies.train.train`: sharpness on fixed batches, and the
+    """An ``on_epoch_end`` callback for :func:`ies.train`: sharpness on fixed batches, and the
     mini-batch gradient norm with and without the mastered samples at the same weights.
 
     On epoch 1, every ``every`` epochs and on ``last_epoch`` (if given) it returns the columns
@@ -180,7 +89,7 @@ class SharpnessProbe:
     - ``probe_seconds``;
 
     and on other epochs the same keys with NaN. :meth:`measure` gives the sharpness columns for any
-    weights (e.g. the initial ones). Nothing here changes the run (see the module docstring).
+    weights (e.g. the initial ones). Nothing here changes the run (see :mod:`ies.curvature`).
     """
 
     batches: list[Batch]
@@ -212,11 +121,9 @@ class SharpnessProbe:
 
     def measure(self, model: nn.Module) -> dict[str, float]:
         """The sharpness columns at the model's current weights."""
-        with _measuring(model, self.loss_fn, self.batches) as obj:
-            sam, loss, gnorm = obj.sam(self.rho)
-            top, steps = _lanczos_top(obj.hvp_flat, _start_vector(obj), self.iters, self.tol, with_steps=True)
-        row = {"probe_loss": loss, "probe_grad_norm": gnorm, "top_eigenvalue": top, "lanczos_steps": steps,
-               "sam_sharpness": sam}
+        m = measure_sharpness(model, self.loss_fn, self.batches, rho=self.rho, iters=self.iters, tol=self.tol)
+        row = {"probe_loss": m["loss"], "probe_grad_norm": m["grad_norm"], "top_eigenvalue": m["top_eigenvalue"],
+               "lanczos_steps": m["lanczos_steps"], "sam_sharpness": m["sam_sharpness"]}
         if self.trace_samples > 0:
             row["hessian_trace"], row["hessian_trace_se"] = hessian_trace(
                 model, self.loss_fn, self.batches, samples=self.trace_samples, seed=self.seed)
@@ -256,7 +163,31 @@ class SharpnessProbe:
         return row
 
 
-def compare_histories(baseline, ies) -> dict[str, float]:
+def _streamed_loss(model: nn.Module, loss_fn: LossFn, loader: DeviceLoader, batch_size: int = 1024) -> float:
+    """The eval-mode mean loss over every sample of a DeviceLoader, one batch in memory at a time."""
+    total, count = 0.0, 0
+    with plain_eval(model), torch.no_grad():
+        for x, y, _ in loader.batches(None, batch_size):
+            total += loss_fn(model(x), y).double() * len(y)
+            count += len(y)
+    return float(total / max(count, 1))
+
+
+# ---------------------------------------------------------------------------- comparing two runs
+def _median(x: pd.Series) -> float:
+    return float(x.median()) if len(x) else float("nan")
+
+
+def _share(hits: pd.Series) -> float:
+    """The fraction of True in a boolean Series (NaN when empty)."""
+    return float(hits.mean()) if len(hits) else float("nan")
+
+
+def _final(x: pd.Series) -> float:
+    return float(x.iloc[-1]) if len(x) else float("nan")
+
+
+def compare_histories(baseline: pd.DataFrame, ies: pd.DataFrame) -> dict[str, float]:
     """The numbers that check the paper's two claims, from the histories of a baseline and an IES run
     of the same configuration and seed, both trained with a :class:`SharpnessProbe` (rows matched by
     ``epoch``; rows without a training epoch, e.g. an epoch-0 measurement, are ignored where the
@@ -275,223 +206,71 @@ def compare_histories(baseline, ies) -> dict[str, float]:
     each of ``top_eigenvalue``, ``sam_sharpness`` and (if measured) ``hessian_trace``:
     ``{col}_probes``, ``{col}_ies_lower`` (fraction with IES < baseline), ``{col}_ratio_median`` and
     ``{col}_ratio_final`` (IES / baseline at the last probe). Fractions and medians are NaN when
-    there is nothing to count.
+    there is nothing to count. :func:`claim_sign_tests` pools these over seeds into verdicts.
     """
     both = baseline.merge(ies, on="epoch", suffixes=("_b", "_i"))
-    out: dict[str, float] = {}
-
-    def share(x):
-        return float((x > 1).mean()) if len(x) else float("nan")
-
-    def median(x):
-        return float(x.median()) if len(x) else float("nan")
-
     trained = both[both["forward_only_samples_i"] > 0]
-    step = trained["grad_norm_mean_i"] / trained["grad_norm_mean_b"]
-    out.update(step_epochs=float(len(trained)), step_ratio_median=median(step), step_ies_larger=share(step))
     mastered_epochs = ies.loc[ies["n_mastered"] > 0, "epoch"]
     after = both[both["epoch"] > mastered_epochs.min()] if len(mastered_epochs) else both.iloc[:0]
+
+    step = trained["grad_norm_mean_i"] / trained["grad_norm_mean_b"]
+    out = {"step_epochs": float(len(step)), "step_ratio_median": _median(step), "step_ies_larger": _share(step > 1)}
     if "train_loss_all" in ies and "train_loss_all" in baseline:
         rows = after.dropna(subset=["train_loss_all_b", "train_loss_all_i"])
         loss = rows["train_loss_all_i"] / rows["train_loss_all_b"]
     else:
         loss = trained["tracked_loss_i"] / trained["tracked_loss_b"]
-    out.update(loss_count=float(len(loss)), loss_ratio_median=median(loss), loss_ies_lower=share(1 / loss),
-               loss_ratio_final=float(loss.iloc[-1]) if len(loss) else float("nan"))
+    out.update(loss_count=float(len(loss)), loss_ratio_median=_median(loss), loss_ies_lower=_share(loss < 1),
+               loss_ratio_final=_final(loss))
     if "grad_norm_active" in ies:
         probes = ies.dropna(subset=["grad_norm_active"])
         probes = probes[probes["n_mastered"] > 0]
         same = probes["grad_norm_active"] / probes["grad_norm_all"]
-        out.update(same_probes=float(len(same)), same_ratio_median=median(same), same_above_1=share(same))
+        out.update(same_probes=float(len(same)), same_ratio_median=_median(same), same_above_1=_share(same > 1))
     for col in ("top_eigenvalue", "sam_sharpness", "hessian_trace"):
-        if col not in ies:
-            continue
-        rows = after.dropna(subset=[f"{col}_b", f"{col}_i"])
-        ratio = rows[f"{col}_i"] / rows[f"{col}_b"]
-        out[f"{col}_probes"] = float(len(ratio))
-        out[f"{col}_ies_lower"] = float((ratio < 1).mean()) if len(ratio) else float("nan")
-        out[f"{col}_ratio_median"] = median(ratio)
-        out[f"{col}_ratio_final"] = float(ratio.iloc[-1]) if len(ratio) else float("nan")
+        if col in ies:
+            rows = after.dropna(subset=[f"{col}_b", f"{col}_i"])
+            ratio = rows[f"{col}_i"] / rows[f"{col}_b"]
+            out.update({f"{col}_probes": float(len(ratio)), f"{col}_ies_lower": _share(ratio < 1),
+                        f"{col}_ratio_median": _median(ratio), f"{col}_ratio_final": _final(ratio)})
     return out
 
 
-# ---------------------------------------------------------------------------- internals
-class _Objective:
-    """``L`` over a list of batches on the model's device, with its gradient and Hessian-vector products."""
-
-    def __init__(self, model: nn.Module, loss_fn: LossFn, batches: list[Batch]) -> None:
-        self.model, self.loss_fn = model, loss_fn
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        if not self.params:
-            raise ValueError("the model has no parameter that requires grad")
-        dtypes = {p.dtype for p in self.params}
-        if len(dtypes) != 1 or next(iter(dtypes)) not in (torch.float32, torch.float64):
-            raise ValueError(f"the trainable parameters must all be float32 (or all float64), got {dtypes}")
-        self.dtype = next(iter(dtypes))
-        self.device = self.params[0].device
-        self.batches = [(_usable(x, self.device), _usable(y, self.device)) for x, y in batches]
-        sizes = [int(y.shape[0]) if y.dim() else 1 for _, y in self.batches]
-        total = sum(sizes)
-        if total == 0:
-            raise ValueError("batches is empty: nothing to measure")
-        self.weights = [s / total for s in sizes]
-        self.shapes = [p.shape for p in self.params]
-        self.dim = sum(p.numel() for p in self.params)
-
-    def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        return [t.view(s) for t, s in zip(flat.split([math.prod(s) for s in self.shapes]), self.shapes, strict=True)]
-
-    def grad(self, loss: torch.Tensor, create_graph: bool = False) -> list[torch.Tensor]:
-        """d loss / d params, zeros for parameters the loss does not depend on."""
-        if not loss.requires_grad:
-            return [torch.zeros_like(p) for p in self.params]
-        grads = torch.autograd.grad(loss, self.params, create_graph=create_graph, allow_unused=True)
-        return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self.params, strict=True)]
-
-    def hvp_flat(self, v: torch.Tensor) -> torch.Tensor:
-        vs = self.unflatten(v)
-        out = torch.zeros_like(v)
-        for (x, y), w in zip(self.batches, self.weights, strict=True):
-            grads = self.grad(self.loss_fn(self.model(x), y) * w, create_graph=True)
-            dot = sum((g * u).sum() for g, u in zip(grads, vs, strict=True))
-            out += torch.cat([h.reshape(-1) for h in self.grad(dot)])
-        return out
-
-    def loss_and_grad(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        grad = [torch.zeros_like(p) for p in self.params]
-        for (x, y), w in zip(self.batches, self.weights, strict=True):
-            loss = self.loss_fn(self.model(x), y) * w
-            for acc, g in zip(grad, self.grad(loss), strict=True):
-                acc += g
-            total += loss.detach().double()
-        return total, grad
-
-    @torch.no_grad()
-    def loss(self) -> torch.Tensor:
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        for (x, y), w in zip(self.batches, self.weights, strict=True):
-            total += (self.loss_fn(self.model(x), y) * w).double()
-        return total
-
-    def sam(self, rho: float) -> tuple[float, float, float]:
-        """(SAM sharpness, L(w), ||grad L(w)||), weights restored bit for bit."""
-        loss0, grad = self.loss_and_grad()
-        gnorm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grad]))
-        loss0_f, gnorm_f = loss0.item(), gnorm.item()
-        if gnorm_f == 0 or rho == 0:
-            return 0.0, loss0_f, gnorm_f
-        saved = [p.detach().clone() for p in self.params]
-        try:
-            with torch.no_grad():
-                torch._foreach_add_(self.params, [g * (rho / gnorm) for g in grad])
-            loss1 = self.loss().item()
-        finally:
-            with torch.no_grad():
-                for p, s in zip(self.params, saved, strict=True):
-                    p.copy_(s)
-        return loss1 - loss0_f, loss0_f, gnorm_f
+#: The claims :func:`claim_sign_tests` judges: name -> (share key, count key of :func:`compare_histories`,
+#: the claim in words). The share is the fraction of comparisons that go the claimed way.
+CLAIMS: dict[str, tuple[str, str, str]] = {
+    "same_weights": ("same_above_1", "same_probes",
+                     "at the same weights, mini-batches without the mastered samples have the larger gradient norm"),
+    "steps": ("step_ies_larger", "step_epochs",
+              "IES's training steps have the larger mean gradient norm than the baseline's"),
+    "loss": ("loss_ies_lower", "loss_count", "IES's loss over all training samples is the lower one"),
+    "top_eigenvalue": ("top_eigenvalue_ies_lower", "top_eigenvalue_probes", "IES has the lower top Hessian eigenvalue"),
+    "sam_sharpness": ("sam_sharpness_ies_lower", "sam_sharpness_probes", "IES has the lower SAM value"),
+    "hessian_trace": ("hessian_trace_ies_lower", "hessian_trace_probes", "IES has the lower Hessian trace"),
+}
 
 
-def _start_vector(obj: _Objective) -> torch.Tensor:
-    """The fixed random start of Lanczos (seed 0, CPU generator: the same on every device)."""
-    return torch.randn(obj.dim, generator=torch.Generator().manual_seed(0), dtype=obj.dtype).to(obj.device)
+def claim_sign_tests(claims: pd.DataFrame | Iterable[Mapping[str, float]], alpha: float = 0.05) -> pd.DataFrame:
+    """Each claim of :data:`CLAIMS`, its comparisons pooled over seeds and judged by a two-sided sign test.
 
-
-def _usable(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    t = t.to(device)
-    return t.clone() if t.is_inference() else t
-
-
-@contextlib.contextmanager
-def _plain_eval(model: nn.Module) -> Iterator[torch.device]:
-    """Eval mode, no autocast, strict fp32; restores every module's train/eval flag afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    device = next(model.parameters()).device
-    try:
-        model.eval()
-        with torch.autocast(device.type, enabled=False), _strict_fp32(device):
-            yield device
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-@contextlib.contextmanager
-def _measuring(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch]) -> Iterator[_Objective]:
-    """:func:`_plain_eval` with grad enabled, and the objective ``L`` over ``batches``."""
-    with _plain_eval(model), torch.enable_grad():
-        yield _Objective(model, loss_fn, list(batches))
-
-
-def _streamed_loss(model: nn.Module, loss_fn: LossFn, loader, batch_size: int = 1024) -> float:
-    """The eval-mode mean loss over every sample of a DeviceLoader, one batch in memory at a time."""
-    total, count = 0.0, 0
-    with _plain_eval(model), torch.no_grad():
-        for x, y, _ in loader.batches(None, batch_size):
-            total += loss_fn(model(x), y).double() * len(y)
-            count += len(y)
-    return float(total / max(count, 1))
-
-
-@contextlib.contextmanager
-def _strict_fp32(device: torch.device) -> Iterator[None]:
-    """Turn TF32 off for CUDA matmuls and convolutions (on by default for cuDNN convolutions)."""
-    if device.type != "cuda":
-        yield
-        return
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn
-    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9
-        old = (matmul.fp32_precision, conv.conv.fp32_precision)
-        matmul.fp32_precision, conv.conv.fp32_precision = "ieee", "ieee"
-        try:
-            yield
-        finally:
-            matmul.fp32_precision, conv.conv.fp32_precision = old
-    else:
-        old = (matmul.allow_tf32, conv.allow_tf32)
-        matmul.allow_tf32, conv.allow_tf32 = False, False
-        try:
-            yield
-        finally:
-            matmul.allow_tf32, conv.allow_tf32 = old
-
-
-def _lanczos_top(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, iters: int, tol: float,
-                 with_steps: bool = False):
-    """Largest eigenvalue of the symmetric operator ``matvec`` by Lanczos with full reorthogonalisation
-    (and the number of steps taken if ``with_steps``)."""
-    dim = v0.numel()
-    basis: list[torch.Tensor] = []
-    alphas: list[float] = []
-    betas: list[float] = []
-    v = v0 / v0.norm()
-    theta, resid = float("nan"), float("inf")
-    for step in range(min(iters, dim)):
-        basis.append(v)
-        w = matvec(v)
-        alpha = torch.dot(w, v).item()
-        w = w - alpha * v
-        if betas:
-            w = w - betas[-1] * basis[-2]
-        for _ in range(2):  # twice is enough (Kahan, Parlett)
-            for u in basis:
-                w = w - torch.dot(u, w) * u
-        beta = w.norm().item()
-        if not (math.isfinite(alpha) and math.isfinite(beta)):
-            raise FloatingPointError(f"Lanczos step {step + 1}: a non-finite Hessian-vector product (is L finite?)")
-        alphas.append(alpha)
-        t = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
-        evals, evecs = np.linalg.eigh(t)
-        theta = float(evals[-1])
-        resid = beta * abs(float(evecs[-1, -1]))
-        scale = max(abs(a) for a in alphas) + max(betas, default=0.0)
-        if resid <= tol * abs(theta) or beta <= 1e-6 * scale:
-            return (theta, len(alphas)) if with_steps else theta
-        betas.append(beta)
-        v = w / beta
-    if len(alphas) < dim:
-        warnings.warn(f"hessian_top_eigenvalue: {len(alphas)} Lanczos steps reached a residual of {resid:.3g} "
-                      f"(relative {resid / max(abs(theta), 1e-300):.3g} > tol); raise iters", RuntimeWarning,
-                      stacklevel=3)
-    return (theta, len(alphas)) if with_steps else theta
+    ``claims``: one :func:`compare_histories` result per seed, as an iterable of dicts or as a DataFrame
+    with one column per seed (its keys as the index). Per claim: ``n`` = the comparisons of every seed,
+    ``wins`` = those that go the claimed way (ties, a ratio of exactly 1, count against the claim),
+    ``p_value`` = :func:`ies.stats.sign_test`, ``verdict`` = :func:`ies.stats.sign_verdict` at ``alpha``,
+    ``text`` = ``"supported: 7 of 9 (sign test p = 0.039)"``. Claims whose keys are absent (e.g. no
+    Hessian trace measured) are left out. Neighbouring epochs are correlated, so ``p`` is optimistic:
+    a yardstick, not a proof.
+    """
+    per_seed = [claims[c] for c in claims.columns] if isinstance(claims, pd.DataFrame) else list(claims)
+    rows = {}
+    for name, (share_key, count_key, words) in CLAIMS.items():
+        if not per_seed or any(share_key not in c or count_key not in c for c in per_seed):
+            continue
+        counts = np.array([c[count_key] for c in per_seed], dtype=float)
+        shares = np.nan_to_num(np.array([c[share_key] for c in per_seed], dtype=float))
+        n, wins = int(counts.sum()), int(round(float((shares * counts).sum())))
+        p, word = stats.sign_test(wins, n), stats.sign_verdict(wins, n, alpha)
+        rows[name] = {"claim": words, "wins": wins, "n": n, "p_value": p, "verdict": word,
+                      "text": f"{word}: {wins} of {n} (sign test p = {p:.2g})"}
+    return pd.DataFrame.from_dict(rows, orient="index",
+                                  columns=["claim", "wins", "n", "p_value", "verdict", "text"])

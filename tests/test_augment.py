@@ -97,20 +97,6 @@ def test_random_crop_flip_uses_the_drawn_parameters():
         assert torch.equal(out[k], reference(x[idx[k]], 4, dy[k], dx[k], bool(flip[k])))
 
 
-def test_float_nchw_random_crop_and_flip_match_torchvision():
-    x = torch.rand(5, 3, 6, 6) + 0.5
-    g = torch.Generator().manual_seed(0)
-    dy, dx, _ = aug.draw(5, 2, "cpu", fork(g))
-    cropped = aug.random_crop(x, 2, g)
-    for b in range(5):
-        assert torch.equal(cropped[b], TF.crop(TF.pad(x[b], [2]), int(dy[b]), int(dx[b]), 6, 6))
-    g = torch.Generator().manual_seed(0)
-    flips = torch.rand(5, generator=fork(g)) < 0.5
-    flipped = aug.random_flip(x, g)
-    for b in range(5):
-        assert torch.equal(flipped[b], TF.horizontal_flip(x[b]) if flips[b] else x[b])
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_device_loader_batches_equal_the_torchvision_pipeline(channels_last):
     x = images(n=10, h=8, w=8)

@@ -111,3 +111,36 @@ def test_problems_found_before_training_exit_2(args, message, capsys, tmp_path):
     assert exit_info.value.code == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "empty" / "history.csv").exists()
+
+
+def test_offline_dataset_and_bad_npz_exit_2_with_one_line(capsys, tmp_path, monkeypatch):
+    import numpy as np
+    import torchvision
+
+    class Offline:
+        url = "https://example.invalid/cifar-10-python.tar.gz"
+
+        def __init__(self, *args, **kwargs):
+            raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
+    pickled = tmp_path / "objects.npz"
+    np.savez(pickled, x_train=np.array([{"a": 1}], dtype=object), y_train=np.zeros(1), x_test=np.zeros(1),
+             y_test=np.zeros(1))
+    text = tmp_path / "text.npz"
+    text.write_text("not an archive")
+    single = tmp_path / "single.npz"
+    with open(single, "wb") as f:
+        np.save(f, np.zeros(3))
+    cases = [
+        (["--dataset", "cifar10", "--data-dir", str(tmp_path)], "cifar10 is not in"),
+        (["--dataset", str(pickled)], "objects.npz is not an .npz archive of the arrays x_train"),
+        (["--dataset", str(text)], "text.npz is not an .npz archive"),
+        (["--dataset", str(single)], "single.npz holds a single array"),
+    ]
+    for args, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--no-progress", *args])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, args
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err

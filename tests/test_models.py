@@ -10,7 +10,7 @@ from torch import nn
 from ies import Config
 from ies.data import ArrayDataset
 from ies.models import FixedShapeCompiled, Float32Linear, build_model, cifar_resnet, small_cnn
-from ies.train import train
+from ies.training import train
 
 
 @pytest.mark.parametrize("depth, count", [(18, 11_173_962), (34, 21_282_122)])

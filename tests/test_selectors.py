@@ -78,10 +78,12 @@ def test_random_budget_must_cover_the_run(tmp_path, data):
         Config(selector="random")
 
 
-def test_loss_selector_is_the_order_0_paper_rule():
-    cfg = Config(selector="loss", threshold=0.05, order=3, rule="official")
-    assert (cfg.selector, cfg.order, cfg.rule, cfg.threshold) == ("ies", 0, "paper", 0.05)
-    assert Config.from_dict({"selector": "loss"}) == Config(order=0, rule="paper")
+def test_loss_selector_is_the_order_0_paper_rule(data):
+    cfg = Config(**TINY, selector="loss", threshold=0.05, order=3, rule="official")
+    # the configuration keeps what was asked (no silent rewrite); the selector applies the N = 0 rule
+    assert (cfg.selector, cfg.order, cfg.rule, cfg.threshold) == ("loss", 3, "official", 0.05)
+    tracker = train(cfg.replace(epochs=1), dataset=data).tracker
+    assert (tracker.order, tracker.rule, tracker.threshold) == (0, "paper", 0.05)
     assert Config(selector="loss", threshold=0).is_baseline
 
 

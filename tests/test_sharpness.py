@@ -11,20 +11,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ies import Config, train
+from ies import Config, stats, train
 from ies.data import DeviceLoader, synthetic
 from ies.models import build_model
+from ies.setup import make_optimizer, seed_everything
 from ies.sharpness import (
     SharpnessProbe,
     batch_grad_norms,
+    claim_sign_tests,
     compare_histories,
     fixed_batches,
     hessian_top_eigenvalue,
     hessian_trace,
     hessian_vector_product,
+    measure_sharpness,
     sam_sharpness,
 )
-from ies.train import make_optimizer, seed_everything
 
 
 @pytest.fixture(autouse=True)
@@ -378,3 +380,41 @@ def test_compare_histories_on_hand_made_histories():
     clean = compare_histories(base.assign(train_loss_all=[nan, 1.0, nan, 1.0, 1.0]),
                               ies.assign(train_loss_all=[nan, 9.0, nan, 0.5, 2.0]))
     assert clean["loss_count"] == 2 and clean["loss_ies_lower"] == 0.5 and clean["loss_ratio_final"] == 2.0
+
+
+def test_claim_sign_tests_pool_seeds_into_the_stats_sign_verdict():
+    seed0 = {"same_above_1": 0.75, "same_probes": 8.0, "step_ies_larger": 1.0, "step_epochs": 6.0,
+             "loss_ies_lower": 0.0, "loss_count": 5.0, "top_eigenvalue_ies_lower": 0.5, "top_eigenvalue_probes": 2.0,
+             "sam_sharpness_ies_lower": float("nan"), "sam_sharpness_probes": 0.0}
+    seed1 = {**seed0, "same_above_1": 1.0, "same_probes": 4.0, "loss_ies_lower": 0.2}
+    got = claim_sign_tests([seed0, seed1])
+    assert list(got.index) == ["same_weights", "steps", "loss", "top_eigenvalue", "sam_sharpness"]  # no trace
+    expected = {"same_weights": (6 + 4, 12), "steps": (12, 12), "loss": (0 + 1, 10), "top_eigenvalue": (2, 4),
+                "sam_sharpness": (0, 0)}
+    for name, (wins, n) in expected.items():
+        row = got.loc[name]
+        assert (row["wins"], row["n"]) == (wins, n), name
+        assert row["verdict"] == stats.sign_verdict(wins, n) and row["p_value"] == stats.sign_test(wins, n)
+    # by hand: 10 of 12 -> p = 2 * (1 + 12 + 66) / 4096 = 0.0386; 12 of 12 -> 2 / 4096; 1 of 10 -> 0.0215
+    assert got.loc["same_weights", "p_value"] == pytest.approx(158 / 4096)
+    assert got.loc["same_weights", "verdict"] == stats.SUPPORTED and got.loc["loss", "verdict"] == stats.NOT_SUPPORTED
+    assert got.loc["top_eigenvalue", "verdict"] == stats.WITHIN_NOISE
+    assert got.loc["sam_sharpness", "verdict"] == stats.NOT_RUN
+    assert got.loc["same_weights", "text"] == "supported: 10 of 12 (sign test p = 0.039)"
+    as_frame = claim_sign_tests(pd.DataFrame({0: seed0, 1: seed1}))  # the notebook's layout: one column per seed
+    pd.testing.assert_frame_equal(as_frame, got)
+
+
+def test_measure_sharpness_is_the_single_measurements_together(net_and_batches):
+    net, batches = net_and_batches
+    got = measure_sharpness(net, F.cross_entropy, batches, rho=0.1, iters=40, tol=1e-6)
+    assert got["top_eigenvalue"] == hessian_top_eigenvalue(net, F.cross_entropy, batches, iters=40, tol=1e-6)
+    assert got["sam_sharpness"] == sam_sharpness(net, F.cross_entropy, batches, rho=0.1)
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    net.eval()
+    net.zero_grad()
+    loss = F.cross_entropy(net(x), y)
+    loss.backward()
+    assert got["loss"] == pytest.approx(loss.item(), rel=1e-6)
+    grad_norm = math.sqrt(sum((p.grad.double() ** 2).sum().item() for p in net.parameters()))
+    assert got["grad_norm"] == pytest.approx(grad_norm, rel=1e-5) and 1 <= got["lanczos_steps"] <= 40

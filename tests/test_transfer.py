@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ies import Config
+from ies import Config, stats
 from ies.data import ArrayDataset, DeviceLoader, synthetic
 from ies.models import Float32Linear, cifar_resnet, cnn1d, small_cnn
 from ies.transfer import (
@@ -25,6 +25,8 @@ from ies.transfer import (
     fit_probe,
     linear_probe,
     logistic_objective,
+    method_differences,
+    method_table,
     paired_difference,
     replace_head,
     split_classes,
@@ -271,8 +273,8 @@ def test_claim_verdict_on_hand_made_numbers():
     def table(diffs):
         rows = []
         for s, d in enumerate(diffs):
-            rows += [{"method": "baseline", "seed": s, "finetune_accuracy": 0.5},
-                     {"method": "ies", "seed": s, "finetune_accuracy": 0.5 + d}]
+            rows += [{"method": "baseline", "seed": s, "probe_accuracy": 0.5},
+                     {"method": "ies", "seed": s, "probe_accuracy": 0.5 + d}]
         return pd.DataFrame(rows)
 
     up = claim_verdict(table([0.02, 0.025, 0.015]))  # mean 0.02, std 0.005, t(0.975, 2) = 4.302653
@@ -288,7 +290,29 @@ def test_claim_verdict_on_hand_made_numbers():
     assert claim_verdict(table([0.05])).supports is None
     # two seeds: t(0.975, 1) = 12.706, so 0.01 and 0.02 do not exclude 0
     assert claim_verdict(table([0.01, 0.02])).supports is None
-    assert paired_difference(table([0.1, 0.2]), "finetune_accuracy").round(12).tolist() == [0.1, 0.2]
+    assert paired_difference(table([0.1, 0.2]), "probe_accuracy").round(12).tolist() == [0.1, 0.2]
+    assert summary_table is method_table and paired_difference is method_differences  # the former names
+
+
+def test_claim_verdict_is_the_stats_verdict_and_names_the_papers_setting():
+    runs = pd.DataFrame({
+        "method": ["baseline", "ies", "scratch"] * 4, "seed": [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3,
+        "probe_accuracy": [0.60, 0.63, 0.40, 0.70, 0.71, 0.41, 0.65, 0.68, 0.39, 0.62, 0.62, 0.45],
+        "finetune_accuracy": [0.80, 0.70, 0.5, 0.81, 0.74, 0.5, 0.79, 0.70, 0.5, 0.80, 0.72, 0.5]})
+    diffs = {"probe_accuracy": [0.03, 0.01, 0.03, 0.0], "finetune_accuracy": [-0.10, -0.07, -0.09, -0.08]}
+    for metric, d in diffs.items():
+        v = claim_verdict(runs, metric)
+        iv = stats.interval(d)  # the same numbers through ies.stats, by hand
+        assert v.verdict == stats.verdict(iv, 0.0)
+        assert (v.mean, v.std, v.ci_low, v.ci_high, v.n) == pytest.approx((iv.mean, iv.std, iv.low, iv.high, 4))
+        assert v.supports is {stats.SUPPORTED: True, stats.NOT_SUPPORTED: False}.get(v.verdict)
+        assert f"[{v.verdict}]" in v.text and "linear probe" in v.text and "1 epoch" in v.text
+    # probe: mean 0.0175, std 0.015, t(0.975, 3) = 3.182446 -> low = 0.0175 - 0.02387 < 0: inconclusive
+    assert claim_verdict(runs).verdict == stats.WITHIN_NOISE and claim_verdict(runs).metric == "probe_accuracy"
+    fine = claim_verdict(runs, "finetune_accuracy")
+    assert fine.verdict == stats.NOT_SUPPORTED and fine.supports is False and "not a like-for-like" in fine.text
+    assert claim_verdict(runs[runs.seed == 0]).verdict == stats.ONE_SEED
+    assert claim_verdict(runs[runs.method != "ies"]).verdict == stats.NOT_RUN
 
 
 def test_plot_paired_draws_each_seed_and_the_mean():

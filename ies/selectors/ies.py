@@ -1,0 +1,113 @@
+"""IES (the paper's method): a sample is *excluded* from back-propagation in the next epoch when the
+tracker finds it *mastered*; the excluded samples are still forwarded without grad, so that their loss
+keeps being tracked and the decision can be reversed. ``loss`` is the same with the N = 0 rule.
+
+``Config.recheck`` thins those forwards out (:mod:`ies.recheck`): in an epoch without a re-check the
+excluded samples are neither forwarded nor recorded, and the tracker holds them (they stay excluded).
+The default, ``every``, is the paper's method."""
+
+from __future__ import annotations
+
+import torch
+
+from ..groups import cap_mastered
+from ..recheck import RecheckSchedule, parse_bins
+from ..tracker import MasteryTracker
+from .base import Plan, Selector, register
+
+
+def tracker_stats(tracker: MasteryTracker, excluded: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The history statistics every tracking selector reports (device scalars, no host sync).
+    ``tracked_loss`` averages each sample's last recorded loss (the last epoch's, unless it was held)."""
+    tracked = tracker.last_recorded
+    finite = torch.isfinite(tracked)
+    counts = tracker.counts
+    return {
+        "tracked_loss": torch.where(finite, tracked, 0).sum() / finite.sum().clamp(min=1),
+        "n_mastered": excluded.sum(),
+        "n_newly_mastered": counts["n_newly_mastered"],
+        "n_reentered": counts["n_reentered"],
+        "n_nonfinite": (~finite).sum(),
+    }
+
+
+@register
+class IES(Selector):
+    """Exclude the samples the :class:`MasteryTracker` (``threshold``, ``order``, ``rule``, ``window``,
+    ``patience``) found mastered at the end of the last epoch; every sample trains in the first epoch and
+    in the last ``anneal_fraction`` of the epochs. The excluded samples are forwarded (re-checked) in the
+    epochs ``recheck`` / ``recheck_bins`` choose.
+
+    With ``class_cap < 1`` the decision is then capped per group (:func:`ies.groups.cap_mastered`, the
+    lowest last losses stay excluded); the groups, ``(N,)`` int64, are given by :meth:`set_cap_groups`
+    (:func:`ies.setup.build_run` does it). ``n_mastered`` counts the excluded samples after the cap;
+    ``n_newly_mastered`` and ``n_reentered`` are the tracker's, before it."""
+
+    name = "ies"
+    order_override: int | None = None
+    rule_override: str | None = None
+
+    def __init__(self, cfg, num_samples, device, generator) -> None:
+        super().__init__(cfg, num_samples, device, generator)
+        order = cfg.order if self.order_override is None else self.order_override
+        rule = cfg.rule if self.rule_override is None else self.rule_override
+        self.tracker = MasteryTracker(num_samples, cfg.threshold, order, cfg.window, cfg.patience, rule,
+                                      device=device)
+        self.excluded = torch.zeros(num_samples, dtype=torch.bool, device=device)
+        self.schedule = RecheckSchedule(cfg.recheck, parse_bins(cfg.recheck_bins))
+        self.rechecking = True  # whether the epoch in progress re-checks the excluded samples
+        self.cap_groups: torch.Tensor | None = None
+        self._num_cap_groups = 0
+
+    def set_cap_groups(self, groups: torch.Tensor) -> None:
+        """The ``(N,)`` int64 group of every sample for ``class_cap`` (class or subgroup labels)."""
+        if groups.shape != (self.num_samples,):
+            raise ValueError(f"cap groups must be ({self.num_samples},), got {tuple(groups.shape)}")
+        self.cap_groups = groups.to(self.device, torch.int64)
+        self._num_cap_groups = int(groups.max()) + 1 if groups.numel() else 0
+
+    def plan(self, epoch: int, lr: float) -> Plan:
+        if self.annealing(epoch):
+            self.excluded = torch.zeros_like(self.excluded)
+        self.rechecking = self.schedule.is_recheck(epoch, lr)
+        track = torch.nonzero(self.excluded).flatten() if self.rechecking else self._nobody
+        return Plan(train=torch.nonzero(~self.excluded).flatten(), track=track)
+
+    @property
+    def _nobody(self) -> torch.Tensor:
+        return torch.empty(0, dtype=torch.int64, device=self.device)
+
+    def observe(self, idx: torch.Tensor, losses: torch.Tensor) -> None:
+        self.tracker.record(idx, losses)
+
+    def end_epoch(self, epoch: int) -> None:
+        self.tracker.step(recheck=self.rechecking)  # without a re-check, unrecorded excluded samples are held
+        self.excluded = self.tracker.mastered
+        if self.cfg.class_cap < 1:
+            if self.cap_groups is None:
+                raise RuntimeError("class_cap < 1 needs the groups: call set_cap_groups (build_run does)")
+            self.excluded = cap_mastered(self.excluded, self.cap_groups, self.cfg.class_cap,
+                                         self.tracker.last_losses, num_groups=self._num_cap_groups)
+
+    def stats(self) -> dict[str, torch.Tensor]:
+        return tracker_stats(self.tracker, self.excluded)
+
+    def state_dict(self) -> dict:
+        return {"tracker": self.tracker.state_dict(), "excluded": self.excluded,
+                "recheck": self.schedule.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tracker.load_state_dict(state["tracker"])
+        self.excluded = state["excluded"].to(self.device)
+        if "recheck" in state:  # absent in checkpoints written before re-check schedules (= every epoch)
+            self.schedule.load_state_dict(state["recheck"])
+
+
+@register
+class SmallLoss(IES):
+    """IES with the N = 0 rule: excluded while the raw loss stays below ``threshold`` for ``patience``
+    epochs (the paper's rule; ``order`` and ``rule`` are not used)."""
+
+    name = "loss"
+    order_override = 0
+    rule_override = "paper"

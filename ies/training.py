@@ -1,0 +1,230 @@
+"""One training loop for the baseline and for every selector (the baseline is IES with ``threshold=0``).
+
+Each epoch (the steps live in :mod:`ies.epoch`):
+
+1. the selector plans who trains: for IES, the samples it did *not* find mastered at the end of the last
+   epoch (all of them in epoch 1, in the anneal phase, and for the baseline);
+2. train on them in shuffled mini-batches, recording each sample's loss from its training pass;
+3. a no-grad eval-mode forward over the excluded samples, so their loss keeps being tracked
+   (``loss_source="training"``), or one clean pass over every sample (``loss_source="clean"``);
+4. the selector re-decides mastery for every sample;
+5. evaluate on the test split; one host sync gathers the epoch's statistics into a history row, which is
+   written at once (``history.csv``, ``metrics.json``, a checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .config import RUN_CONTROL_FIELDS, Config
+from .data import ArrayDataset
+from .epoch import epoch_row, evaluate, track_pass, train_pass
+from .group_report import write_group_report
+from .history import HISTORY_COLUMNS, RunFolder, summarize
+from .setup import Run, build_run
+from .tracker import MasteryTracker
+from .transforms import Truth
+
+FITTED_LOSS = math.log(2)
+"""A sample counts as *fitted* in ``groups.csv`` when its tracked loss is below ln 2: the model then gives
+its (given, possibly noisy) label more than half its probability, so it predicts that label."""
+EpochHook = Callable[[int, nn.Module, MasteryTracker | None], dict | None]
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        config: the configuration that ran.
+        history: one row per epoch, columns :data:`ies.history.HISTORY_COLUMNS`.
+        metrics: the summary written to ``metrics.json`` (see :func:`ies.history.summarize`).
+        model: the trained model (on its device).
+        tracker: the selector's tracker in its final state (``None`` for a selector without one).
+        loss_matrix: ``(N, epochs)`` float32 CPU tensor of every sample's tracked loss per epoch
+            (``keep_loss_matrix=True`` only, else ``None``).
+        mastered_matrix: ``(N, epochs)`` bool, the exclusion decision at the end of each epoch
+            (``keep_loss_matrix=True`` only).
+        truth: what the config's data transforms introduced (:class:`ies.transforms.Truth`: clean
+            labels, flipped samples, subgroup labels), aligned with the training set the run used.
+    """
+
+    config: Config
+    history: pd.DataFrame
+    metrics: dict
+    model: nn.Module
+    tracker: MasteryTracker | None
+    loss_matrix: torch.Tensor | None = None
+    mastered_matrix: torch.Tensor | None = None
+    truth: Truth | None = None
+
+
+class PhaseClock:
+    """Adds the seconds of each phase of an epoch to ``seconds[name]`` (the device synchronised first, so
+    that queued GPU work is counted where it was issued); ``None`` = no timing, no synchronisation."""
+
+    def __init__(self, seconds: dict[str, float] | None, device: torch.device) -> None:
+        self.seconds, self.device = seconds, device
+        self.last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        if self.seconds is None:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.last
+        self.last = now
+
+
+def run_epoch(run: Run, epoch: int, phases: dict[str, float] | None = None) -> dict:
+    """Epoch ``epoch`` (0-based) of ``run``: plan, train, track, decide, evaluate; its history row.
+    ``phases``: add each phase's seconds to it (keys ``plan``, ``train``, ``track``, ``decide``, ``evaluate``)."""
+    cfg, selector = run.cfg, run.selector
+    t0 = time.perf_counter()
+    clock = PhaseClock(phases, run.device)
+    lr = run.opt.param_groups[0]["lr"]
+    plan = selector.plan(epoch, lr)
+    clock("plan")
+    from_training = cfg.loss_source == "training"
+    stats = train_pass(run.step_model, run.opt, run.train_data, plan, cfg.batch_size, run.amp,
+                       selector.observe if from_training else None, run.grad_params, keep=selector.keep)
+    clock("train")
+    if from_training:  # as the authors: eval mode, no grad, the training augmentation
+        tracked = track_pass(run.step_model, run.train_data, plan.track, run.eval_batch_size, selector.observe,
+                             run.amp, augment=True) if plan.track.numel() else 0
+    else:  # clean: every sample, no augmentation
+        tracked = track_pass(run.step_model, run.train_data, None, run.eval_batch_size, selector.observe,
+                             run.amp, augment=False)
+    clock("track")
+    run.sched.step()
+    selector.end_epoch(epoch)
+    clock("decide")
+    test = evaluate(run.step_model, run.test_data, run.eval_batch_size, run.amp)
+    val = selector.validation  # early stopping's split of the training set: eval mode, no augmentation
+    val_result = None if val is None else evaluate(run.step_model, run.train_data, run.eval_batch_size, run.amp, val)
+    row = epoch_row(epoch, lr, plan, stats, tracked, selector.stats(), test, len(run.test_data),
+                    cfg.track_grad_norm, val_result, 0 if val is None else int(val.numel()))
+    clock("evaluate")
+    row["epoch_seconds"] = time.perf_counter() - t0
+    return row
+
+
+@dataclass
+class EpochColumns:
+    """Per-epoch ``(N,)`` CPU columns kept for analysis: the tracked losses (``keep_loss_matrix``), the
+    exclusion masks (``keep_loss_matrix`` or the group report) and the fitted samples (the group report:
+    last tracked loss below :data:`FITTED_LOSS`)."""
+
+    losses: list[torch.Tensor]
+    excluded: list[torch.Tensor]
+    fitted: list[torch.Tensor]
+
+    def add(self, run: Run, tracker: MasteryTracker | None, keep: bool, report: bool) -> None:
+        """Append this epoch's columns (after epoch_row's host sync: plain copies)."""
+        if keep:
+            self.losses.append(tracker.last_losses.to("cpu", torch.float32, copy=True))  # .cpu() would alias
+        if keep or report:
+            self.excluded.append(run.selector.excluded.cpu())
+        if report:
+            self.fitted.append((tracker.last_losses < FITTED_LOSS).cpu())
+
+    def state(self) -> dict:
+        return {"loss_cols": self.losses, "mastered_cols": self.excluded, "fitted_cols": self.fitted}
+
+
+def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | None = None,
+          on_epoch_end: EpochHook | None = None) -> RunResult:
+    """Run one training run of ``cfg`` and return its :class:`RunResult`.
+
+    Args:
+        cfg: the configuration (``threshold=0`` for the baseline).
+        dataset: use this data instead of loading ``cfg.dataset`` (tests, notebooks).
+        model: use this (freshly initialised) model instead of building ``cfg.model``.
+        on_epoch_end: called after each epoch's evaluation as ``on_epoch_end(epoch, model, tracker)``
+            (``epoch`` 1-based); a returned dict of numbers becomes extra history columns (the same
+            keys every epoch). It must leave the model's weights and buffers as it found them.
+    """
+    run = build_run(cfg, dataset, model)
+    tracker = getattr(run.selector, "tracker", None)
+    folder = RunFolder(cfg.output) if cfg.output else None
+    state = _resume(run, folder) if cfg.resume else {}
+    rows = state.get("history", [])
+    cols = EpochColumns(state.get("loss_cols", []), state.get("mastered_cols", []), state.get("fitted_cols", []))
+    # the per-group report (groups.csv) needs each epoch's exclusion mask and which samples are fitted
+    report = folder is not None and tracker is not None and hasattr(run.selector, "excluded")
+    elapsed_before = float(state.get("elapsed", 0.0))
+    stopped = bool(state.get("stopped", False))  # by the selector (early stopping): nothing left to run
+    if folder is not None:
+        folder.start(rows)
+    t_start = time.perf_counter()
+    bar = tqdm(range(cfg.epochs if stopped else len(rows), cfg.epochs), desc="baseline" if cfg.is_baseline
+               else cfg.selector, unit="epoch", disable=not cfg.progress, initial=len(rows), total=cfg.epochs)
+    for epoch in bar:
+        row = run_epoch(run, epoch)
+        cols.add(run, tracker, cfg.keep_loss_matrix, report)
+        if on_epoch_end is not None:
+            row.update(on_epoch_end(epoch + 1, run.model, tracker) or {})
+        rows.append(row)
+        stopped = run.selector.should_stop(row)
+        bar.set_postfix(acc=f"{row['test_accuracy']:.3f}", mastered=row["n_mastered"], loss=f"{row['train_loss']:.3g}")
+        elapsed = elapsed_before + time.perf_counter() - t_start
+        if folder is not None:
+            folder.append(row, len(rows) == 1, summarize(cfg.to_dict(), rows, elapsed, run.data.num_train, stopped))
+            last = epoch + 1 == cfg.epochs or stopped
+            if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+                _save(run, folder, rows, cols, elapsed, stopped)
+        if row["n_active"] and not math.isfinite(row["train_loss"]) and not cfg.allow_nonfinite:
+            bar.close()
+            raise FloatingPointError(f"epoch {epoch + 1}: the mean training loss is {row['train_loss']}; lower lr, "
+                                     "or set allow_nonfinite=True to continue")
+        if stopped:
+            break
+    bar.close()
+    metrics = summarize(cfg.to_dict(), rows, elapsed_before + time.perf_counter() - t_start, run.data.num_train,
+                        stopped)
+    if report and cols.excluded:
+        metrics["groups"] = write_group_report(folder.path, run, torch.stack(cols.excluded, dim=1),
+                                               torch.stack(cols.fitted, dim=1))
+    if folder is not None:
+        folder.write_metrics(metrics)
+    stack = lambda c: torch.stack(c, dim=1) if c and cfg.keep_loss_matrix else None  # noqa: E731
+    return RunResult(cfg, pd.DataFrame(rows, columns=list(rows[0]) if rows else HISTORY_COLUMNS), metrics,
+                     run.model, tracker, stack(cols.losses), stack(cols.excluded), run.truth)
+
+
+def resumable(cfg: Config) -> dict:
+    """The fields that must match for a checkpoint to be resumed (all but the run-control ones)."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in RUN_CONTROL_FIELDS}
+
+
+def _save(run: Run, folder: RunFolder, rows: list[dict], cols: EpochColumns, elapsed: float, stopped: bool) -> None:
+    ckpt.save(folder.checkpoint, {
+        "config": resumable(run.cfg), "model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(), "selector": run.selector.state_dict(),
+        "rng": ckpt.rng_state(run.generators), "history": rows, **cols.state(), "elapsed": elapsed,
+        "stopped": stopped,
+    })
+
+
+def _resume(run: Run, folder: RunFolder) -> dict:
+    """Load ``folder``'s checkpoint into ``run``; returns it (history, matrices, elapsed time)."""
+    state = ckpt.load(folder.checkpoint, map_location=run.device)
+    if state["config"] != resumable(run.cfg):
+        raise ValueError("resume: the checkpoint was written by a different configuration")
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    run.selector.load_state_dict(state["selector"])
+    ckpt.set_rng_state(state["rng"], run.generators)
+    return {**state, "history": list(state["history"]), "loss_cols": list(state.get("loss_cols", [])),
+            "mastered_cols": list(state.get("mastered_cols", [])), "fitted_cols": list(state.get("fitted_cols", []))}
