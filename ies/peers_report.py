@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .plotting import METHOD_COLORS, family_colors
+from .plotting import METHOD_COLORS, method_color
 from .stats import interval, paired_differences, verdict
 
 BASELINE = "baseline"
@@ -165,7 +165,7 @@ def budget_verdicts(runs: pd.DataFrame, metric: str = ACCURACY, confidence: floa
 
 # ---------------------------------------------------------------------- figures
 def _colors(runs: pd.DataFrame) -> dict[str, str]:
-    return family_colors([BASELINE, *[m for m in dict.fromkeys(runs["method"]) if m != BASELINE]])
+    return {m: method_color(m) for m in [BASELINE, *dict.fromkeys(runs["method"])]}  # one colour per method
 
 
 def plot_accuracy_vs_saving(runs: pd.DataFrame, budgets: list[str] | None = None) -> plt.Figure:

@@ -16,12 +16,15 @@ METHOD_COLORS = {
     "random": "#55a868",
     "loss": "#c44e52",
     "scratch": "#8c8c8c",
+    "infobatch": "#591e71",
+    "small_loss_rescale": "#a23582",
+    "selective_backprop": "#006374",
+    "early_stop": "#592f0d",
 }
 
 #: Colours for what is not a method (variants of one setting, kinds of events, data sets): never a
 #: colour of :data:`METHOD_COLORS`, so a colour in any figure of the course names one method or none.
-OTHER_COLORS = ("#8172b3", "#937860", "#da8bc3", "#ccb974", "#64b5cd", "#591e71", "#592f0d", "#a23582",
-                "#b8850a", "#006374")
+OTHER_COLORS = ("#8172b3", "#937860", "#da8bc3", "#ccb974", "#64b5cd", "#b8850a")
 
 #: The formats :func:`save_figure` writes: PNG for the notebook, SVG for slides.
 FIGURE_FORMATS = ("png", "svg")
