@@ -15,6 +15,7 @@ from . import fields as fields_
 from .criteria import RULES
 from .data import DATASETS
 from .models import MODELS
+from .recheck import parse_bins, parse_mode
 from .selectors import SELECTORS
 from .transforms import ATTRIBUTES, NOISE_TYPES
 
@@ -124,6 +125,36 @@ class Config:
     plain training only once ``s > 1/3``."""
     anneal_fraction: float = 0.0
     """Train on every sample in this last fraction of the epochs (the paper uses 0.1 on ImageNet)."""
+    recheck: str = "every"
+    """When the excluded (mastered) samples of ``ies``/``loss`` are forwarded to re-check their loss
+    (:mod:`ies.recheck`): ``every`` epoch (the paper's IES), every ``M`` epochs (a whole number, e.g.
+    ``5``; also given as an int), or ``lr``: a period growing as the learning rate decays (1 at
+    lr >= 0.05, then 2, 3, 4 and 5 below 0.001 with the default ``recheck_bins``). In an epoch without a
+    re-check they are neither forwarded nor recorded and stay excluded; at a re-check their difference
+    is taken over their last recorded losses. With ``loss_source=clean`` every sample is forwarded anyway."""
+    recheck_bins: str = "0.05,0.01,0.005,0.001"
+    """``recheck=lr``: the learning-rate edges, comma-separated, strictly decreasing; the period is 1 +
+    the number of edges above the epoch's learning rate."""
+
+    # ---- the peers: selectors beside IES (notebook 07)
+    prune_ratio: float = 0.5
+    """``infobatch`` / ``small_loss_rescale``: share of the below-mean-loss samples left out of each epoch,
+    in [0, 1); the kept ones get loss weight 1 / (1 - prune_ratio) (InfoBatch's default 0.5)."""
+    infobatch_anneal: float = 0.125
+    """``infobatch``: train on all data, unweighted, in this last fraction of the epochs (InfoBatch's
+    default 0.125; ``round(fraction x epochs)`` epochs, halves to even). ``small_loss_rescale`` ignores it."""
+    sb_beta: float = 1.0
+    """``selective_backprop``: keep probability = (percentile of the loss among the recent losses) ** sb_beta,
+    > 0; the expected kept share is about 1 / (1 + sb_beta). Our default."""
+    sb_history: int = 1024
+    """``selective_backprop``: number of recent per-sample losses the percentile is taken over. Our default."""
+    es_patience: int = 5
+    """``early_stop``: stop once the validation accuracy has not improved for this many epochs. Our default."""
+    es_min_delta: float = 0.0
+    """``early_stop``: an improvement must beat the best validation accuracy by more than this."""
+    val_fraction: float = 0.1
+    """``early_stop``: share of the training set held out for validation (stratified by class, drawn from
+    ``seed``, never trained), in (0, 1)."""
     class_cap: float = 1.0
     """Class-balanced removal (``ies`` and ``loss`` selectors): after each decision, at most
     ``floor(class_cap * n_g)`` samples of each group ``g`` stay excluded, those with the lowest last loss
@@ -160,6 +191,8 @@ class Config:
     """Show a tqdm progress bar over epochs."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.recheck, int) and not isinstance(self.recheck, bool):  # Config(recheck=5)
+            object.__setattr__(self, "recheck", str(self.recheck))
         if self.loss_source in LOSS_SOURCE_ALIASES:
             object.__setattr__(self, "loss_source", LOSS_SOURCE_ALIASES[self.loss_source])
         for f in fields(self):
@@ -198,8 +231,11 @@ class Config:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.anneal_fraction > 1:
             raise ValueError(f"anneal_fraction must be in [0, 1], got {self.anneal_fraction}")
+        _check_peers(self)
         if self.selector == "random" and not self.random_budget:
             raise ValueError("random_budget must name a reference history.csv when selector='random'")
+        object.__setattr__(self, "recheck", str(parse_mode(self.recheck)))  # "1" -> "every", " 5" -> "5"
+        parse_bins(self.recheck_bins)
         if self.resume and not self.output:
             raise ValueError("resume needs output: the folder holding the checkpoint")
         dev = self.device
@@ -248,6 +284,19 @@ def _check_type(f: dataclasses.Field, value: typing.Any) -> None:
     fields_.check_type(f.name, fields_.base_types(Config)[f.name], value)
 
 
+def _check_peers(cfg: Config) -> None:
+    """The peer selectors' knobs (checked whatever the selector, so a sweep fails before training)."""
+    _at_least(cfg, sb_history=1, es_patience=1)
+    ranges = {"prune_ratio": (0, 1, "[0, 1)"), "infobatch_anneal": (0, 1, "[0, 1]"),
+              "val_fraction": (0, 1, "(0, 1)"), "es_min_delta": (0, math.inf, "[0, inf)")}
+    for name, (low, high, text) in ranges.items():
+        value = getattr(cfg, name)
+        ok = math.isfinite(value) and low <= value <= high
+        ok = ok and not (text.endswith(")") and value == high) and not (text.startswith("(") and value == low)
+        if not ok:
+            raise ValueError(f"{name} must be in {text}, got {value}")
+    if not (math.isfinite(cfg.sb_beta) and cfg.sb_beta > 0):
+        raise ValueError(f"sb_beta must be a finite number > 0, got {cfg.sb_beta}")
 def _check_transforms(cfg: Config) -> None:
     """The data-transform and cap fields (:mod:`ies.transforms`, :func:`ies.groups.cap_mastered`)."""
     if not (math.isfinite(cfg.label_noise) and 0 <= cfg.label_noise < 1):

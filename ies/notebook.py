@@ -1,4 +1,15 @@
-"""Small helpers shared by the course notebooks: profiles, output folders, results."""
+"""What the course notebooks share, so that they stay thin.
+
+- running a notebook: :func:`resolve_profile` (the ``smoke`` / ``teaching`` / ``full`` settings table
+  read by ``PROFILE``), :func:`output_dir` and :func:`write_metrics` (its ``metrics.json``);
+- analysis of recorded runs: :func:`mastery_over_time` replays a mastery rule on a loss matrix,
+  :func:`first_epoch` and :func:`reentries` read the resulting masks, :func:`coefficient_of_variation`
+  of the differences across samples, :func:`flop_ideal_speedup` from a backprop saving, and
+  :func:`predictions` of a model on a split.
+
+Casting the notebooks' parameters is :func:`ies.params.cast_params`; the tooling around the notebooks
+(setup cell, Colab links, student copies, HTML) is :mod:`ies.course`.
+"""
 
 from __future__ import annotations
 
@@ -39,15 +50,6 @@ def write_metrics(out: str | os.PathLike, metrics: dict[str, Any]) -> Path:
     path = Path(out) / "metrics.json"
     write_json(path, metrics)
     return path
-
-
-def in_colab() -> bool:
-    """True inside Google Colab."""
-    try:
-        import google.colab  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------------- analysis of recorded runs

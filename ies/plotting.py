@@ -1,42 +1,70 @@
-"""One figure style for the whole course: colours per method, seaborn theme, saving figures."""
+"""One figure style for the whole course: one colour per method, seaborn theme, figures saved for slides."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 
-#: One colour per method, the same in every notebook.
+#: One colour per method, the same in every notebook: the baseline is always blue, IES always orange.
 METHOD_COLORS = {
-    "baseline": "#4C72B0",
-    "ies": "#DD8452",
-    "random": "#55A868",
-    "loss": "#C44E52",
+    "baseline": "#4c72b0",
+    "ies": "#dd8452",
+    "random": "#55a868",
+    "loss": "#c44e52",
+    "scratch": "#8c8c8c",
+    "infobatch": "#591e71",
+    "small_loss_rescale": "#a23582",
+    "selective_backprop": "#006374",
+    "early_stop": "#592f0d",
 }
+
+#: Colours for what is not a method (variants of one setting, kinds of events, data sets): never a
+#: colour of :data:`METHOD_COLORS`, so a colour in any figure of the course names one method or none.
+OTHER_COLORS = ("#8172b3", "#937860", "#da8bc3", "#ccb974", "#64b5cd", "#b8850a")
+
+#: The formats :func:`save_figure` writes: PNG for the notebook, SVG for slides.
+FIGURE_FORMATS = ("png", "svg")
 
 
 def use_style() -> None:
     """The course's figure style (seaborn ``whitegrid``, readable fonts, tight layout)."""
     sns.set_theme(context="notebook", style="whitegrid", palette="deep")
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "figure.autolayout": True,
-                         "axes.titleweight": "bold"})
+                         "axes.titleweight": "bold", "svg.fonttype": "none"})
 
 
 def method_color(name: str) -> str:
-    """The colour of ``name`` (a method, or anything else: a stable colour from the palette)."""
+    """The colour of method ``name`` (:data:`METHOD_COLORS`); anything else gets a stable colour of
+    :data:`OTHER_COLORS`, never a method's."""
     if name in METHOD_COLORS:
         return METHOD_COLORS[name]
-    palette = sns.color_palette("deep", 10).as_hex()
-    return palette[sum(map(ord, name)) % len(palette)]
+    return OTHER_COLORS[sum(map(ord, name)) % len(OTHER_COLORS)]
 
 
-def save(fig: plt.Figure, out: str | Path, name: str) -> Path:
-    """Save ``fig`` as ``out/name.png`` and return the path."""
-    path = Path(out) / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    return path
+def other_color(i: int) -> str:
+    """The ``i``-th colour of :data:`OTHER_COLORS` (cycled): for lines that are not methods."""
+    return OTHER_COLORS[int(i) % len(OTHER_COLORS)]
+
+
+def save_figure(fig: plt.Figure, out: str | Path, name: str, formats: Sequence[str] = FIGURE_FORMATS) -> Path:
+    """Save ``fig`` as ``out/name.<format>`` for each of ``formats`` (default PNG and SVG, the SVG for
+    slides); return the path of the first (the PNG)."""
+    if not formats:
+        raise ValueError("formats must name at least one file format, e.g. ('png', 'svg')")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.{fmt.lstrip('.')}" for fmt in formats]
+    for path in paths:
+        fig.savefig(path, bbox_inches="tight")
+    return paths[0]
+
+
+#: The name the notebooks used before :func:`save_figure` wrote SVG too; the same function.
+save = save_figure
 
 
 def plot_history(ax: plt.Axes, histories: dict, column: str, *, label: str | None = None, marker: str | None = None,
@@ -97,11 +125,11 @@ def shade(ax: plt.Axes, mask, *, start: int = 1, color: str | None = None, alpha
 
 
 def plot_paired(ax: plt.Axes, runs, metric: str, *, methods: list[str] | None = None, percent: bool = True,
-                label: str | None = None) -> plt.Axes:
+                label: str | None = None, xlabel: str = "method") -> plt.Axes:
     """A paired comparison over seeds from a long table ``runs`` (columns ``method``, ``seed``,
     ``metric``): one dot per (method, seed) in the method's colour, a grey line joining the values of
     the same seed, and the mean +- standard deviation over seeds beside each method's dots.
-    ``percent`` scales the values by 100."""
+    ``percent`` scales the values by 100; ``label`` and ``xlabel`` name the axes."""
     scale = 100.0 if percent else 1.0
     wide = runs.pivot_table(index="seed", columns="method", values=metric) * scale
     if methods is None:
@@ -116,73 +144,69 @@ def plot_paired(ax: plt.Axes, runs, metric: str, *, methods: list[str] | None = 
                     color=method_color(m), capsize=4, ms=6, zorder=3)
     ax.set_xticks(list(x), methods)
     ax.set_xlim(-0.5, len(methods) - 0.5)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(label or (metric.replace("_", " ") + (" (%)" if percent else "")))
     return ax
 
 
-def family_colors(names) -> dict[str, str]:
-    """A distinct colour per name: the :data:`METHOD_COLORS` of known methods, then the ``deep``
-    palette's other colours in order (cycled when there are more names than colours)."""
-    return _assign_colors(names, METHOD_COLORS)
-
-
-def _assign_colors(names, fixed: dict[str, str]) -> dict[str, str]:
-    names = list(dict.fromkeys(names))
-    taken = {c.lower() for n, c in fixed.items() if n in names} | {c.lower() for c in METHOD_COLORS.values()}
-    free = [c for c in sns.color_palette("deep", 10).as_hex() + sns.color_palette("dark", 10).as_hex()
-            if c.lower() not in taken]
+def setting_colors(names: Sequence[str], fixed: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A colour per name: ``fixed`` ones (e.g. ``{"IES (paper)": METHOD_COLORS["ies"]}``) as given, the
+    others the colours of :data:`OTHER_COLORS` in order (cycled), so that no variant takes a method's colour."""
+    fixed = dict(fixed or {})
     colors, k = {}, 0
-    for name in names:
+    for name in dict.fromkeys(names):
         if name in fixed:
             colors[name] = fixed[name]
         else:
-            colors[name] = free[k % len(free)]
+            colors[name] = other_color(k)
             k += 1
     return colors
 
 
-def pareto(table, *, x: str = "saved_mean", y: str = "acc_mean", xerr: str | None = "saved_std",
-           yerr: str | None = "acc_std", label: str = "label", hue: str = "family", baseline: str | None = None,
-           ax: plt.Axes | None = None) -> plt.Figure:
-    """Accuracy against backprop saved, one point per setting (a row of ``table``, e.g. from
-    :func:`ies.sweep.aggregate` with ``label`` and ``hue`` columns added), the seed spread as error
-    bars; the colour tells the ``hue`` group (:func:`family_colors`), the marker the setting inside
-    it, the legend (right of the axes) names every setting. The dashed line is the Pareto front (no
-    other setting both saves more and is more accurate); the dotted line and band are the
-    ``baseline`` row's accuracy +- spread. Both axes in percent."""
-    import numpy as np
+def ablation_panels(table, panels: Mapping[str, Sequence[str]], *, baseline: str | None = None,
+                    colors: Mapping[str, str] | None = None, x: str = "saved_mean", y: str = "best_acc_mean",
+                    xerr: str | None = "saved_std", yerr: str | None = "best_acc_std", label: str = "label",
+                    ylabel: str = "best test accuracy (%)", ncols: int = 4) -> plt.Figure:
+    """Small multiples of accuracy against backprop saved, one panel per ablation family.
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(9.5, 5.5))
-    fig = ax.figure
+    ``table`` has one row per setting (e.g. :func:`ies.sweep.aggregate` plus a ``label`` column);
+    ``panels`` maps a panel title to the labels drawn in it (labels absent from ``table`` are skipped,
+    panels left empty are not drawn). Every panel shows the ``baseline`` row (a setting index of
+    ``table``) as a dotted line with its spread over seeds as a band, in the baseline's colour, and
+    each of its settings as a point with the seed spread as error bars (``xerr``/``yerr`` columns,
+    skipped where absent), coloured by ``colors`` (label -> colour; the others: :func:`setting_colors`)
+    and named in the panel's legend. All panels share both axes, in percent."""
     t = table.copy()
-    if baseline is not None and baseline in t.index:
-        mean = 100 * t.loc[baseline, y]
-        std = 100 * t.loc[baseline, yerr] if yerr else 0.0
-        std = std if np.isfinite(std) else 0.0
-        ax.axhspan(mean - std, mean + std, color=METHOD_COLORS["baseline"], alpha=0.12, lw=0)
-        ax.axhline(mean, color=METHOD_COLORS["baseline"], lw=1, ls=":", label="baseline accuracy")
-    colors = family_colors(t[hue])
-    markers = "oDs^vP*Xph<>"
-    for group, rows in t.groupby(hue, sort=False):
-        for i, (_, row) in enumerate(rows.iterrows()):
-            ax.errorbar(100 * row[x], 100 * row[y],
-                        xerr=100 * np.nan_to_num(row[xerr]) if xerr else None,
-                        yerr=100 * np.nan_to_num(row[yerr]) if yerr else None,
-                        fmt=markers[i % len(markers)], ms=7, capsize=3, color=colors[group],
-                        label=str(row[label]))
-    points = t[[x, y]].dropna().sort_values([x, y], ascending=[False, False])
-    front, best = [], -np.inf
-    for px, py in points.itertuples(index=False):
-        if py > best:
-            front.append((px, py))
-            best = py
-    if len(front) > 1:
-        fx, fy = zip(*sorted(front), strict=True)
-        ax.plot(100 * np.array(fx), 100 * np.array(fy), ls="--", color="0.4", lw=1, zorder=0, label="Pareto front")
-    ax.set_xlabel("backprop saved (%)")
-    ax.set_ylabel("final test accuracy (%)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    drawn = {title: [v for v in labels if v in set(t[label])] for title, labels in panels.items()}
+    drawn = {title: labels for title, labels in drawn.items() if labels}
+    if not drawn:
+        raise ValueError("panels: none of the labels is in the table")
+    ncols = max(1, min(ncols, len(drawn)))
+    nrows = -(-len(drawn) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.3 * nrows), sharex=True, sharey=True,
+                             squeeze=False)
+    by_label = t.set_index(label)
+
+    def column(row, name):
+        return 100 * float(np.nan_to_num(row[name])) if name and name in row.index else None
+
+    for ax, (title, labels) in zip(axes.flat, drawn.items(), strict=False):
+        if baseline is not None and baseline in t.index:
+            row = t.loc[baseline]
+            mean, spread = 100 * row[y], column(row, yerr) or 0.0
+            ax.axhspan(mean - spread, mean + spread, color=METHOD_COLORS["baseline"], alpha=0.12, lw=0)
+            ax.axhline(mean, color=METHOD_COLORS["baseline"], lw=1.2, ls=":", label="baseline")
+        palette = setting_colors(labels, colors)
+        for i, name in enumerate(labels):
+            row = by_label.loc[name]
+            ax.errorbar(100 * row[x], 100 * row[y], xerr=column(row, xerr), yerr=column(row, yerr),
+                        fmt="oDs^vP*X"[i % 8], ms=7, capsize=3, color=palette[name], label=name)
+        ax.set_title(title)
+        ax.set_xlabel("backprop saved (%)")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7, loc="best")
+    for ax in list(axes.flat)[len(drawn):]:
+        ax.set_axis_off()
     return fig
 
 
@@ -192,7 +216,8 @@ def mastered_curves(histories, facets: dict[str, list[str]], *, label: str = "la
     (``{title: [labels]}``) and one line per label inside it, mean over the runs of that label with
     the standard deviation as a band. ``histories`` is a long table (``ies.sweep.load_histories``
     plus a ``label`` column). ``colors`` fixes the colour of some labels in every panel (e.g. the
-    reference setting); the others get distinct colours per panel. The y axis is in percent."""
+    reference setting); the others get :data:`OTHER_COLORS` per panel. Both axes are labelled, the y axis in
+    percent."""
     nrows = -(-len(facets) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), sharex=True, sharey=True,
                              squeeze=False)
@@ -201,9 +226,10 @@ def mastered_curves(histories, facets: dict[str, list[str]], *, label: str = "la
         if len(rows):
             order = [v for v in labels if v in set(rows[label])]
             sns.lineplot(data=rows, x="epoch", y="_pct", hue=label, hue_order=order, errorbar="sd", ax=ax,
-                         palette=_assign_colors(order, colors or {}))
+                         palette=setting_colors(order, colors))
             ax.legend(fontsize=7, title=None)
         ax.set_title(title)
+        ax.set_xlabel("epoch")
         ax.set_ylabel(f"{y.replace('_', ' ')} (%)")
     for ax in list(axes.flat)[len(facets):]:
         ax.set_axis_off()

@@ -4,7 +4,12 @@ Each ``notebooks/NN_name.ipynb`` runs with the parameters ``PROFILE``, ``DEVICE`
 ``SEED`` (when given) and ``OUTPUT_DIR = RUN_DIR/NN_name``; the executed notebook is saved as
 ``RUN_DIR/NN_name.ipynb``. The kernel is this Python (``sys.executable``), whatever ``python3``
 kernelspec Jupyter would otherwise find, and runs in the repository root. The first failing notebook
-stops the run, naming the notebook and the failing cell's error.
+stops the run, naming the notebook and the failing cell's error. Then every executed notebook is rendered
+as ``RUN_DIR/NN_name.html`` with an index ``RUN_DIR/index.html`` (``--no-html``: not).
+
+The teacher's tools of :mod:`ies.course` share the notebook selection: ``--student DIR`` writes copies
+without the cells tagged ``solution`` (nothing runs); ``--colab-links [FILE]`` prints the "Open in Colab"
+table (or rewrites it in FILE).
 """
 
 from __future__ import annotations
@@ -16,17 +21,62 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 
-from jupyter_client.manager import AsyncKernelManager
+try:
+    import papermill as pm
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from jupyter_client.manager import AsyncKernelManager
+    from papermill.exceptions import PapermillExecutionError
+    from traitlets import DottedObjectName, Type
+
+    from . import course
+except ModuleNotFoundError as e:  # the course extra is not installed
+    raise ModuleNotFoundError(
+        f"`python -m ies notebooks` needs the course extra ({e.name} is missing): "
+        "pip install 'instance-early-stopping[course]'"
+    ) from e
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Longest single wait on a kernel socket, in seconds (see :class:`SlicedPollChannel`).
+POLL_SLICE = 1.0
+
+
+class SlicedPollChannel(AsyncZMQSocketChannel):
+    """A kernel channel whose ``get_msg`` waits in slices of :data:`POLL_SLICE` seconds. zmq's
+    asyncio poll can miss the wake-up of a message that has arrived (seen here on cells with
+    ipywidgets: the execute reply was read only when the whole cell timeout ran out, 600 s later,
+    jupyter/nbclient#312); every slice ends by checking the socket, so such a message is read at
+    most a slice late."""
+
+    async def get_msg(self, timeout: float | None = None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = POLL_SLICE if deadline is None else max(0.0, min(POLL_SLICE, deadline - time.monotonic()))
+            if await self.socket.poll(int(wait * 1000)):
+                return await self._recv()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Empty
+
+
+class SlicedPollKernelClient(AsyncKernelClient):
+    """The asyncio kernel client with :class:`SlicedPollChannel` for the replies and the outputs."""
+
+    shell_channel_class = Type(SlicedPollChannel)
+    iopub_channel_class = Type(SlicedPollChannel)
+
+
 class ThisPythonKernelManager(AsyncKernelManager):
     """Starts the ``python3`` kernel with the interpreter running this process, so that the
     notebooks import the same ``ies`` (a ``python3`` kernelspec in the user's Jupyter folder may
-    point at another Python)."""
+    point at another Python); its client reads with :class:`SlicedPollKernelClient`."""
+
+    client_class = DottedObjectName("ies.runner.SlicedPollKernelClient")
+    client_factory = Type(SlicedPollKernelClient)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
@@ -88,9 +138,6 @@ def run_notebook(
     """Execute ``path`` with papermill into ``out_dir/<name>.ipynb`` with ``OUTPUT_DIR =
     out_dir/<name>``; return its result (the cell's error on failure, never raising for it).
     ``cell_timeout`` in seconds (``None``: no limit; default: :data:`CELL_TIMEOUT` of the profile)."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
     name = path.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     notebook_out = out_dir / name
@@ -145,6 +192,42 @@ def summary_table(results: list[NotebookResult]) -> str:
     return "\n".join(lines)
 
 
+def render_run(out: Path, results: list[NotebookResult]) -> Path:
+    """Render every executed notebook of the run in ``out`` as HTML and write the index; return its path."""
+    for r in results:
+        if r.status != "not run" and (out / f"{r.name}.ipynb").exists():
+            try:
+                course.render_html(out / f"{r.name}.ipynb")
+            except Exception as e:  # a page that cannot be rendered must not hide the run's result
+                print(f"warning: {r.name}.html not rendered: {type(e).__name__}: {e}", file=sys.stderr)
+    rows = [{"name": r.name, "status": r.status, "seconds": None if math.isnan(r.seconds) else r.seconds,
+             "metrics": key_metrics(r.metrics)} for r in results]
+    return course.write_index(out, rows)
+
+
+def write_student(notebooks: list[Path], folder: Path) -> int:
+    """``--student``: the copies without solutions, and what was removed."""
+    removed = course.write_student_copies(notebooks, folder)
+    for name, count in removed.items():
+        print(f"{name}: {count} solution cell(s) removed")
+    print(f"student copies in {folder.resolve()}")
+    return 0
+
+
+def print_colab_links(notebooks: list[Path], target: str) -> int:
+    """``--colab-links``: print the table (``-``) or rewrite it in the file ``target``."""
+    if target == "-":
+        print(course.colab_links(notebooks))
+        return 0
+    try:
+        changed = course.update_links(target, notebooks)
+    except (OSError, ValueError) as e:
+        print(f"error: --colab-links: {e}", file=sys.stderr)
+        return 2
+    print(f"{target}: {'links updated' if changed else 'links already up to date'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ies notebooks",
@@ -161,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--notebooks", metavar="DIR", default="",
                         help="folder of NN_*.ipynb notebooks (default: notebooks/ of the repository)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no per-cell progress bar")
+    parser.add_argument("--cell-timeout", metavar="SECONDS", type=float, default=-1,
+                        help="longest time one cell may run (0: no limit; default: 600 smoke, 1800 teaching, "
+                             "none full)")
+    parser.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
+                        help="render the executed notebooks and an index.html into RUN_DIR (default: yes)")
+    parser.add_argument("--student", metavar="DIR", default="",
+                        help="write student copies (cells tagged 'solution' removed, no outputs) into DIR; run nothing")
+    parser.add_argument("--colab-links", metavar="FILE", nargs="?", const="-", default="",
+                        help="print the 'Open in Colab' table, or rewrite it between its markers in FILE; run nothing")
     return parser
 
 
@@ -180,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print(f"error: no {NOTEBOOK_GLOB} notebooks in {folder}", file=sys.stderr)
         return 2
+    if args.student:
+        return write_student(notebooks, Path(args.student))
+    if args.colab_links:
+        return print_colab_links(notebooks, args.colab_links)
     out = Path(args.output or f"runs/notebooks-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"PROFILE": args.profile}
@@ -193,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, path in enumerate(notebooks):
         step = f"[{i + 1}/{len(notebooks)}] {path.stem}"
         print(f"{step} ...", flush=True)
-        results[i] = run_notebook(path, out, parameters, cwd, progress=args.progress)
+        results[i] = run_notebook(path, out, parameters, cwd, progress=args.progress,
+                                  cell_timeout=args.cell_timeout if args.cell_timeout else None)
         print(f"{step}: {results[i].status} in {results[i].seconds:.1f} s", flush=True)
         if results[i].status != "ok":
             failed = results[i]
@@ -201,11 +298,16 @@ def main(argv: list[str] | None = None) -> int:
     table = summary_table(results)
     (out / "summary.txt").write_text(table + "\n")
     print("\n" + table)
+    index = render_run(out, results) if args.html else None
     if failed is not None:
         print(f"\nnotebook {failed.name} failed: {failed.error}\n"
               f"the executed notebook, with the traceback, is {out / (failed.name + '.ipynb')}", file=sys.stderr)
+        if index is not None:
+            print(f"HTML index of the run: {index}", file=sys.stderr)
         return 1
     print(f"\nexecuted notebooks and their outputs in {out}")
+    if index is not None:
+        print(f"HTML index of the run: {index}")
     return 0
 
 

@@ -19,10 +19,18 @@ class MasteryTracker:
             tracker.record(indices, losses)
         mastered = tracker.step()                         # (num_samples,) bool, True = skip backprop
 
-    Storage is one ``(lookback + 1, num_samples)`` ring buffer on ``device``, one row per epoch (the
-    epoch in progress and the ``lookback`` closed ones), so each epoch is a contiguous vector;
-    ``record`` is one ``index_put_`` into the current row and never synchronises with the host
-    (indices are range-checked on the host only for CPU tensors, where that is free).
+    Storage, all on ``device`` (see "Storage" below): the epoch in progress is one contiguous
+    ``(num_samples,)`` vector, and ``record`` is one ``index_put_`` into it that never synchronises
+    with the host (indices are range-checked on the host only for CPU tensors, where that is free).
+    What the rule reads is each sample's last ``lookback`` *recorded* values, kept in a
+    ``(lookback, num_samples)`` ring with a per-sample write count.
+
+    Re-checking less often: ``step(recheck=False)`` closes an epoch in which mastered samples were
+    deliberately not forwarded (see :mod:`ies.recheck`). A mastered sample with nothing recorded in
+    such an epoch stays mastered and its history does not move: the epoch is not one of its epochs.
+    At the next re-check its difference is taken over its last recorded losses, as the authors'
+    per-sample lists of losses do. With ``recheck=True`` in every epoch (the default) every sample
+    advances every epoch and the tracker is exactly the per-epoch history of earlier versions.
 
     Args:
         num_samples: size N of the training set; indices are ``0 .. N-1``.
@@ -41,8 +49,15 @@ class MasteryTracker:
     look-back exists. The authors' code waits one epoch more for the ``official`` rule (it asks for
     ``window + k`` differences where ``window + k - 1`` suffice); we follow the specification.
 
-    A sample with a missing epoch (not recorded) or a non-finite loss in its look-back is not
-    mastered until the gap has left the look-back.
+    A sample with a missing epoch (not recorded; not held, see above) or a non-finite loss in its
+    look-back is not mastered until the gap has left the look-back. "Not recorded" is NaN in
+    :attr:`current` at the step (so a recorded NaN loss counts as not recorded).
+
+    Storage: ``_count[i]`` is how many epochs sample ``i`` has advanced (closed epochs, less the
+    ones it was held). Its ``k``-th value (0-based) lives in ring row ``k % lookback``, so its last
+    ``lookback`` values are rows ``(_count[i] + j) % lookback``, ``j = 0 .. lookback - 1``, oldest
+    first (the oldest is the one the next advance overwrites). When every sample advances every
+    epoch all counts equal :attr:`epoch` and each ring row holds one epoch, as before.
     """
 
     def __init__(
@@ -69,9 +84,13 @@ class MasteryTracker:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype
         self.lookback = lookback(rule, order, window, patience)
-        self._ring = torch.full((self.lookback + 1, num_samples), float("nan"), dtype=dtype, device=self.device)
+        nan = float("nan")
+        self._ring = torch.full((self.lookback, num_samples), nan, dtype=dtype, device=self.device)
+        self._count = torch.zeros(num_samples, dtype=torch.int64, device=self.device)  # see "Storage"
+        self._current = torch.full((num_samples,), nan, dtype=dtype, device=self.device)  # epoch in progress
+        self._last = torch.full((num_samples,), nan, dtype=dtype, device=self.device)  # last closed epoch
         self._mastered = torch.zeros(num_samples, dtype=torch.bool, device=self.device)
-        self._pos = 0  # ring row of the epoch in progress
+        self._offsets = torch.arange(self.lookback, device=self.device).unsqueeze(1)  # (lookback, 1)
         self.epoch = 0  # epochs closed so far
         self._stats = self._zero_stats()
 
@@ -100,11 +119,17 @@ class MasteryTracker:
             lo, hi = torch.stack(torch.aminmax(indices)).tolist()
             if lo < 0 or hi >= self.num_samples:
                 raise IndexError(f"indices must lie in 0..{self.num_samples - 1}, got values in {lo}..{hi}")
-        self._ring[self._pos].index_put_((indices,), losses.detach().to(self.device, self.dtype, non_blocking=True))
+        self._current.index_put_((indices,), losses.detach().to(self.device, self.dtype, non_blocking=True))
 
     # ------------------------------------------------------------------ deciding
-    def step(self) -> torch.Tensor:
+    def step(self, recheck: bool = True) -> torch.Tensor:
         """Close the epoch: push its losses into the history and re-decide mastery for all samples.
+
+        Args:
+            recheck: ``False`` for an epoch in which the mastered samples were not re-checked: a
+                sample that was mastered and has nothing recorded in this epoch is *held* (its
+                history does not advance, it stays mastered). Every other sample advances; one
+                with nothing recorded advances with a gap (NaN), as in a re-check epoch.
 
         Returns:
             ``(num_samples,)`` bool tensor, True = mastered (no backprop next epoch). The same
@@ -112,15 +137,26 @@ class MasteryTracker:
         """
         self.epoch += 1
         previous = self._mastered
-        if self.threshold == 0 or self.epoch < self.lookback:
-            mastered = torch.zeros_like(previous)
+        size = self.lookback
+        if recheck:
+            advance = None  # everybody: the common case, without the mask arithmetic
+            slot = self._count % size  # (N,) ring row each sample writes (its oldest value)
+            value = self._current
         else:
-            recent = torch.empty((self.lookback, self.num_samples), dtype=torch.float64, device=self.device)
-            for row, src in enumerate(self._rows_oldest_first()):
-                recent[row].copy_(self._ring[src])
-            mastered = decide(recent, self.threshold, self.rule, self.order, self.window, self.patience)
-        self._pos = (self._pos + 1) % (self.lookback + 1)
-        self._ring[self._pos].fill_(float("nan"))  # the oldest epoch's row becomes the next epoch's
+            advance = ~(previous & torch.isnan(self._current))
+            slot = self._count % size
+            # a held sample rewrites its own oldest value: a no-op that keeps the scatter unmasked
+            value = torch.where(advance, self._current, self._ring.gather(0, slot.unsqueeze(0)).squeeze(0))
+        self._ring.scatter_(0, slot.unsqueeze(0), value.unsqueeze(0))
+        self._count += 1 if advance is None else advance
+        if self.threshold == 0 or self.epoch < self.lookback:
+            mastered = torch.zeros_like(previous)  # nothing has a full look-back yet (held ones need one)
+        else:
+            mastered = decide(self._recent(), self.threshold, self.rule, self.order, self.window, self.patience)
+            if advance is not None:  # unchanged history gives the same decision; this makes it explicit
+                mastered |= previous & ~advance
+        self._last, self._current = self._current, self._last  # swap buffers: no copy
+        self._current.fill_(float("nan"))
         self._stats = {
             "n_mastered": mastered.sum(),
             "n_newly_mastered": (mastered & ~previous).sum(),
@@ -129,29 +165,39 @@ class MasteryTracker:
         self._mastered = mastered
         return mastered
 
-    def _rows_oldest_first(self) -> list[int]:
-        """Ring rows of the last ``lookback`` closed epochs, oldest first (between steps, the row at
-        ``_pos`` is the epoch in progress; inside :meth:`step`, before ``_pos`` moves, it is the newest)."""
-        size = self.lookback + 1
-        return [(self._pos - self.lookback + 1 + j) % size for j in range(self.lookback)]
+    def _recent(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """``(lookback, num_samples)`` each sample's last ``lookback`` values, oldest first, epoch-major.
+
+        Row ``j`` of sample ``i`` is ring row ``(_count[i] + j) % lookback``: ``_count[i] % lookback``
+        is where its next value would go, i.e. its oldest value, and the rows after it (cyclically)
+        are ever newer; the last, ``(_count[i] - 1) % lookback``, is its newest value."""
+        rows = (self._count.unsqueeze(0) + self._offsets) % self.lookback  # (lookback, N)
+        return self._ring.gather(0, rows).to(dtype)
 
     def history(self) -> torch.Tensor:
-        """``(num_samples, lookback)`` the losses of the last ``lookback`` closed epochs, oldest
-        first (NaN where nothing was recorded or before the first epoch). A copy."""
-        size = self.lookback + 1
-        rows = [(self._pos - self.lookback + j) % size for j in range(self.lookback)]
-        return self._ring[rows].T.contiguous()
+        """``(num_samples, lookback)`` the values the rule reads: each sample's last ``lookback``
+        values, oldest first (NaN for an epoch it was not recorded, or before its first). When every
+        epoch re-checks, these are the losses of the last ``lookback`` closed epochs. A copy."""
+        return self._recent(self.dtype).T.contiguous()
+
+    @property
+    def last_recorded(self) -> torch.Tensor:
+        """``(num_samples,)`` each sample's newest value in its history: the loss of the last epoch it
+        advanced in (NaN if not recorded then). Differs from :attr:`last_losses` for held samples."""
+        newest = ((self._count - 1) % self.lookback).unsqueeze(0)
+        return self._ring.gather(0, newest).squeeze(0)
 
     @property
     def last_losses(self) -> torch.Tensor:
-        """``(num_samples,)`` losses of the most recently closed epoch (NaN where not recorded)."""
-        return self._ring[(self._pos - 1) % (self.lookback + 1)]
+        """``(num_samples,)`` losses of the most recently closed epoch (NaN where not recorded). A
+        buffer reused two steps later: copy it to keep it."""
+        return self._last
 
     @property
     def current(self) -> torch.Tensor:
         """``(num_samples,)`` the losses recorded so far in the epoch in progress (NaN = none yet).
         A view: writable in place, e.g. to combine ranks in distributed training before :meth:`step`."""
-        return self._ring[self._pos]
+        return self._current
 
     @property
     def mastered(self) -> torch.Tensor:
@@ -196,22 +242,43 @@ class MasteryTracker:
         return {
             "config": self._config(),
             "ring": self._ring.clone(),
+            "count": self._count.clone(),
+            "current": self._current.clone(),
+            "last": self._last.clone(),
             "mastered": self._mastered.clone(),
-            "pos": self._pos,
             "epoch": self.epoch,
             "stats": {k: v.clone() for k, v in self._stats.items()},
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict`; the configuration must match this tracker's."""
+        """Restore a :meth:`state_dict` (also one written before per-sample counts, with one ring row
+        per epoch and ``pos``); the configuration must match this tracker's."""
         if state["config"] != self._config():
             raise ValueError(f"tracker configuration differs: saved {state['config']}, here {self._config()}")
-        self._ring = state["ring"].to(self.device, self.dtype).clone()
-        self._mastered = state["mastered"].to(self.device).clone()
-        self._pos = int(state["pos"])
         self.epoch = int(state["epoch"])
+        if "pos" in state:
+            state = _from_epoch_ring(state, self.lookback)
+        self._ring = state["ring"].to(self.device, self.dtype).clone()
+        self._count = state["count"].to(self.device, torch.int64).clone()
+        self._current = state["current"].to(self.device, self.dtype).clone()
+        self._last = state["last"].to(self.device, self.dtype).clone()
+        self._mastered = state["mastered"].to(self.device).clone()
         self._stats = {k: v.to(self.device).clone() for k, v in state["stats"].items()}
 
     def __repr__(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
         return f"MasteryTracker({cfg}, device={str(self.device)!r})"
+
+
+def _from_epoch_ring(state: dict, lookback: int) -> dict:
+    """An old state (``(lookback + 1, N)`` ring, one row per epoch, ``pos`` = row in progress) in
+    today's layout: every sample has advanced ``epoch`` times, so its value of closed epoch ``e``
+    (0-based) goes to row ``e % lookback``."""
+    old, pos, epoch = state["ring"], int(state["pos"]), int(state["epoch"])
+    size = lookback + 1
+    ring = torch.full((lookback, old.shape[1]), float("nan"), dtype=old.dtype, device=old.device)
+    for back in range(1, min(epoch, lookback) + 1):  # the epoch `back` steps ago sat at row pos - back
+        ring[(epoch - back) % lookback] = old[(pos - back) % size]
+    last = old[(pos - 1) % size] if epoch else torch.full_like(old[0], float("nan"))
+    count = torch.full((old.shape[1],), epoch, dtype=torch.int64, device=old.device)
+    return {**state, "ring": ring, "count": count, "current": old[pos], "last": last}

@@ -1,19 +1,25 @@
 """IES (the paper's method): a sample is *excluded* from back-propagation in the next epoch when the
 tracker finds it *mastered*; the excluded samples are still forwarded without grad, so that their loss
-keeps being tracked and the decision can be reversed. ``loss`` is the same with the N = 0 rule."""
+keeps being tracked and the decision can be reversed. ``loss`` is the same with the N = 0 rule.
+
+``Config.recheck`` thins those forwards out (:mod:`ies.recheck`): in an epoch without a re-check the
+excluded samples are neither forwarded nor recorded, and the tracker holds them (they stay excluded).
+The default, ``every``, is the paper's method."""
 
 from __future__ import annotations
 
 import torch
 
 from ..groups import cap_mastered
+from ..recheck import RecheckSchedule, parse_bins
 from ..tracker import MasteryTracker
 from .base import Plan, Selector, register
 
 
 def tracker_stats(tracker: MasteryTracker, excluded: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The history statistics every tracking selector reports (device scalars, no host sync)."""
-    tracked = tracker.last_losses
+    """The history statistics every tracking selector reports (device scalars, no host sync).
+    ``tracked_loss`` averages each sample's last recorded loss (the last epoch's, unless it was held)."""
+    tracked = tracker.last_recorded
     finite = torch.isfinite(tracked)
     counts = tracker.counts
     return {
@@ -29,7 +35,8 @@ def tracker_stats(tracker: MasteryTracker, excluded: torch.Tensor) -> dict[str, 
 class IES(Selector):
     """Exclude the samples the :class:`MasteryTracker` (``threshold``, ``order``, ``rule``, ``window``,
     ``patience``) found mastered at the end of the last epoch; every sample trains in the first epoch and
-    in the last ``anneal_fraction`` of the epochs.
+    in the last ``anneal_fraction`` of the epochs. The excluded samples are forwarded (re-checked) in the
+    epochs ``recheck`` / ``recheck_bins`` choose.
 
     With ``class_cap < 1`` the decision is then capped per group (:func:`ies.groups.cap_mastered`, the
     lowest last losses stay excluded); the groups, ``(N,)`` int64, are given by :meth:`set_cap_groups`
@@ -47,6 +54,8 @@ class IES(Selector):
         self.tracker = MasteryTracker(num_samples, cfg.threshold, order, cfg.window, cfg.patience, rule,
                                       device=device)
         self.excluded = torch.zeros(num_samples, dtype=torch.bool, device=device)
+        self.schedule = RecheckSchedule(cfg.recheck, parse_bins(cfg.recheck_bins))
+        self.rechecking = True  # whether the epoch in progress re-checks the excluded samples
         self.cap_groups: torch.Tensor | None = None
         self._num_cap_groups = 0
 
@@ -60,13 +69,19 @@ class IES(Selector):
     def plan(self, epoch: int, lr: float) -> Plan:
         if self.annealing(epoch):
             self.excluded = torch.zeros_like(self.excluded)
-        return Plan(train=torch.nonzero(~self.excluded).flatten(), track=torch.nonzero(self.excluded).flatten())
+        self.rechecking = self.schedule.is_recheck(epoch, lr)
+        track = torch.nonzero(self.excluded).flatten() if self.rechecking else self._nobody
+        return Plan(train=torch.nonzero(~self.excluded).flatten(), track=track)
+
+    @property
+    def _nobody(self) -> torch.Tensor:
+        return torch.empty(0, dtype=torch.int64, device=self.device)
 
     def observe(self, idx: torch.Tensor, losses: torch.Tensor) -> None:
         self.tracker.record(idx, losses)
 
     def end_epoch(self, epoch: int) -> None:
-        self.tracker.step()
+        self.tracker.step(recheck=self.rechecking)  # without a re-check, unrecorded excluded samples are held
         self.excluded = self.tracker.mastered
         if self.cfg.class_cap < 1:
             if self.cap_groups is None:
@@ -78,11 +93,14 @@ class IES(Selector):
         return tracker_stats(self.tracker, self.excluded)
 
     def state_dict(self) -> dict:
-        return {"tracker": self.tracker.state_dict(), "excluded": self.excluded}
+        return {"tracker": self.tracker.state_dict(), "excluded": self.excluded,
+                "recheck": self.schedule.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.tracker.load_state_dict(state["tracker"])
         self.excluded = state["excluded"].to(self.device)
+        if "recheck" in state:  # absent in checkpoints written before re-check schedules (= every epoch)
+            self.schedule.load_state_dict(state["recheck"])
 
 
 @register

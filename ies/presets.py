@@ -1,0 +1,37 @@
+"""Named presets: small sets of :class:`~ies.Config` field values registered under a name.
+
+``python -m ies train --preset cifar-cpu --dataset PATH.npz`` starts from the preset's values, and every
+option given explicitly overrides them (``--preset cifar-cpu --epochs 30``). Add a preset by adding an
+entry to :data:`PRESETS` (field name -> value, as :meth:`Config.from_dict` takes them) with a comment
+that says where its values come from.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from .config import Config
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Real CIFAR-10 images on a CPU, where IES masters a substantial share: see
+    # benchmarks/RECIPE.md for the measurements behind every value.
+    "cifar-cpu": {},
+}
+"""Preset name -> ``Config`` field overrides."""
+
+
+def preset(name: str) -> dict[str, Any]:
+    """A copy of the overrides of preset ``name``; ``ValueError`` naming ``preset`` if there is none."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(str(name), list(PRESETS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {name!r}{hint}")
+    return dict(PRESETS[name])
+
+
+def config_with_preset(name: str | None, **overrides: Any) -> Config:
+    """The :class:`Config` of preset ``name`` (none if ``name`` is empty or None) with ``overrides``
+    applied on top (strings are cast as by :meth:`Config.from_dict`)."""
+    values = preset(name) if name else {}
+    return Config.from_dict({**values, **overrides})
