@@ -13,10 +13,11 @@ from dataclasses import dataclass, fields
 
 from . import fields as fields_
 from .criteria import RULES
-from .recheck import parse_bins, parse_mode
 from .data import DATASETS
 from .models import MODELS
+from .recheck import parse_bins, parse_mode
 from .selectors import SELECTORS
+from .transforms import ATTRIBUTES, NOISE_TYPES
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("exponential", "constant", "cosine")
@@ -46,10 +47,30 @@ class Config:
     other datasets: keep this many training samples, a fixed random draw (0 = all)."""
     augment: bool = True
     """Random crop (pad 4) and horizontal flip on image batches, done on the device."""
+    label_noise: float = 0.0
+    """Share of the training labels flipped (:mod:`ies.transforms`), in [0, 1); the test labels are never
+    changed. The flips are drawn with ``seed`` (runs of one seed see the same noisy labels)."""
+    noise_type: str = "symmetric"
+    """``symmetric``: exactly ``round(label_noise * N)`` labels replaced by a uniformly drawn other class;
+    ``asymmetric``: ``round(label_noise * n_c)`` samples of each source class flipped to its partner
+    (CIFAR-10: truck->automobile, bird->airplane, deer->horse, cat<->dog; MNIST-1D: 2->7, 3->8, 5<->6, 7->1)."""
+    imbalance: float = 1.0
+    """Long-tailed training set: class ``c`` keeps ``floor(n_max * imbalance ** (-c / (C - 1)))`` samples
+    (``n_max`` = the smallest class); >= 1, 1 = unchanged. The test set stays balanced."""
+    subgroup_share: float = 0.0
+    """A minority subgroup: this share (in (0, 0.5]; 0 = none) of each class of ``subgroup_classes``
+    gets the visible ``subgroup_attribute``, in the training and the test split, with its group label
+    kept for the per-group accounting (``groups.csv``)."""
+    subgroup_classes: str = ""
+    """Comma-separated classes that have the subgroup (``"0,3"``); empty = every class."""
+    subgroup_attribute: str = "invert"
+    """``invert`` (images ``255 - x``, signals ``-x``) or ``noise`` (added Gaussian noise, std 1 in the
+    units of a standardised signal, 255 for images)."""
 
     # ---- model and optimisation
     model: str = "auto"
-    """``mlp``, ``cnn1d`` (MNIST-1D), ``small_cnn``, ``resnet18``, ``resnet34`` (32x32 images);
+    """``mlp``, ``cnn1d`` (MNIST-1D), ``small_cnn``, ``resnet18``, ``resnet34`` (32x32 images),
+    ``transformer`` (a 1-D patch transformer for signals, a tiny ViT for images: :mod:`ies.transformer`);
     ``auto`` picks ``cnn1d`` for 1-D data and ``resnet18`` for images."""
     epochs: int = 60
     """Number of training epochs."""
@@ -115,6 +136,33 @@ class Config:
     """``recheck=lr``: the learning-rate edges, comma-separated, strictly decreasing; the period is 1 +
     the number of edges above the epoch's learning rate."""
 
+    # ---- the peers: selectors beside IES (notebook 07)
+    prune_ratio: float = 0.5
+    """``infobatch`` / ``small_loss_rescale``: share of the below-mean-loss samples left out of each epoch,
+    in [0, 1); the kept ones get loss weight 1 / (1 - prune_ratio) (InfoBatch's default 0.5)."""
+    infobatch_anneal: float = 0.125
+    """``infobatch``: train on all data, unweighted, in this last fraction of the epochs (InfoBatch's
+    default 0.125; ``round(fraction x epochs)`` epochs, halves to even). ``small_loss_rescale`` ignores it."""
+    sb_beta: float = 1.0
+    """``selective_backprop``: keep probability = (percentile of the loss among the recent losses) ** sb_beta,
+    > 0; the expected kept share is about 1 / (1 + sb_beta). Our default."""
+    sb_history: int = 1024
+    """``selective_backprop``: number of recent per-sample losses the percentile is taken over. Our default."""
+    es_patience: int = 5
+    """``early_stop``: stop once the validation accuracy has not improved for this many epochs. Our default."""
+    es_min_delta: float = 0.0
+    """``early_stop``: an improvement must beat the best validation accuracy by more than this."""
+    val_fraction: float = 0.1
+    """``early_stop``: share of the training set held out for validation (stratified by class, drawn from
+    ``seed``, never trained), in (0, 1)."""
+    class_cap: float = 1.0
+    """Class-balanced removal (``ies`` and ``loss`` selectors): after each decision, at most
+    ``floor(class_cap * n_g)`` samples of each group ``g`` stay excluded, those with the lowest last loss
+    (:func:`ies.groups.cap_mastered`); the others train again. In (0, 1]; 1 = no cap."""
+    cap_by: str = "class"
+    """Groups of ``class_cap``: ``class`` (the training labels as given, noisy ones included: what a
+    method can see) or ``subgroup`` (the minority-subgroup label of ``subgroup_share``)."""
+
     # ---- run
     seed: int = 0
     """Seed of every random number generator (python, numpy, torch, the loader)."""
@@ -168,6 +216,7 @@ class Config:
             )
         _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, window=1, patience=1)
         _at_least(self, checkpoint_every=0, seed=0)
+        _check_transforms(self)
         for name in ("lr", "momentum", "weight_decay", "gamma", "threshold", "anneal_fraction"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -182,6 +231,7 @@ class Config:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.anneal_fraction > 1:
             raise ValueError(f"anneal_fraction must be in [0, 1], got {self.anneal_fraction}")
+        _check_peers(self)
         if self.selector == "random" and not self.random_budget:
             raise ValueError("random_budget must name a reference history.csv when selector='random'")
         object.__setattr__(self, "recheck", str(parse_mode(self.recheck)))  # "1" -> "every", " 5" -> "5"
@@ -232,6 +282,56 @@ def cast(f: dataclasses.Field, value: typing.Any) -> typing.Any:
 
 def _check_type(f: dataclasses.Field, value: typing.Any) -> None:
     fields_.check_type(f.name, fields_.base_types(Config)[f.name], value)
+
+
+def _check_peers(cfg: Config) -> None:
+    """The peer selectors' knobs (checked whatever the selector, so a sweep fails before training)."""
+    _at_least(cfg, sb_history=1, es_patience=1)
+    ranges = {"prune_ratio": (0, 1, "[0, 1)"), "infobatch_anneal": (0, 1, "[0, 1]"),
+              "val_fraction": (0, 1, "(0, 1)"), "es_min_delta": (0, math.inf, "[0, inf)")}
+    for name, (low, high, text) in ranges.items():
+        value = getattr(cfg, name)
+        ok = math.isfinite(value) and low <= value <= high
+        ok = ok and not (text.endswith(")") and value == high) and not (text.startswith("(") and value == low)
+        if not ok:
+            raise ValueError(f"{name} must be in {text}, got {value}")
+    if not (math.isfinite(cfg.sb_beta) and cfg.sb_beta > 0):
+        raise ValueError(f"sb_beta must be a finite number > 0, got {cfg.sb_beta}")
+def _check_transforms(cfg: Config) -> None:
+    """The data-transform and cap fields (:mod:`ies.transforms`, :func:`ies.groups.cap_mastered`)."""
+    if not (math.isfinite(cfg.label_noise) and 0 <= cfg.label_noise < 1):
+        raise ValueError(f"label_noise must be in [0, 1), got {cfg.label_noise}")
+    if cfg.noise_type not in NOISE_TYPES:
+        raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {cfg.noise_type!r}")
+    if not (math.isfinite(cfg.imbalance) and cfg.imbalance >= 1):
+        raise ValueError(f"imbalance must be a finite number >= 1, got {cfg.imbalance}")
+    if not (math.isfinite(cfg.subgroup_share) and 0 <= cfg.subgroup_share <= 0.5):
+        raise ValueError(f"subgroup_share must be in [0, 0.5] (0 = no subgroup), got {cfg.subgroup_share}")
+    if cfg.subgroup_attribute not in ATTRIBUTES:
+        raise ValueError(f"subgroup_attribute must be one of {ATTRIBUTES}, got {cfg.subgroup_attribute!r}")
+    subgroup_classes(cfg)
+    if not (math.isfinite(cfg.class_cap) and 0 < cfg.class_cap <= 1):
+        raise ValueError(f"class_cap must be in (0, 1], got {cfg.class_cap}")
+    if cfg.cap_by not in ("class", "subgroup"):
+        raise ValueError(f"cap_by must be 'class' or 'subgroup', got {cfg.cap_by!r}")
+    if cfg.class_cap < 1 and cfg.selector not in ("ies", "loss"):
+        raise ValueError(f"class_cap applies to the ies and loss selectors, not {cfg.selector!r}")
+    if cfg.class_cap < 1 and cfg.cap_by == "subgroup" and not cfg.subgroup_share:
+        raise ValueError("cap_by='subgroup' needs a subgroup: set subgroup_share > 0")
+
+
+def subgroup_classes(cfg: Config) -> tuple[int, ...]:
+    """``cfg.subgroup_classes`` as a tuple of ints (empty = every class); ValueError naming the field."""
+    text = cfg.subgroup_classes.strip()
+    if not text:
+        return ()
+    try:
+        classes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"subgroup_classes must be comma-separated class numbers, got {text!r}") from None
+    if any(c < 0 for c in classes):
+        raise ValueError(f"subgroup_classes must be class numbers >= 0, got {text!r}")
+    return classes
 
 
 def _at_least(cfg: Config, **lows: int) -> None:

@@ -27,16 +27,20 @@ excluded from the next epoch's backprop; ``forward_samples``: sample-forwards of
 tracking passes (not the test evaluation)."""
 
 
-def summarize(config: dict, rows: list[dict], wall_time_s: float, num_train: int) -> dict:
+def summarize(config: dict, rows: list[dict], wall_time_s: float, num_train: int, stopped: bool = False) -> dict:
     """The summary of a run (``metrics.json``):
 
     - ``test_accuracy`` (final) and ``best_test_accuracy`` (best over epochs, the paper's metric);
-    - ``backprop_saving`` = 1 - backprop sample-passes / (N x epochs run);
+    - ``backprop_saving`` = 1 - backprop sample-passes / (N x epochs);
     - ``compute_saving`` = 1 - (forward + 2 x backward sample-passes) / (3 x N x epochs), a backward
       costing two forwards; ``flop_ideal_speedup`` = 1 / (1 - compute_saving);
-    - wall time, counts and the configuration."""
+    - wall time, counts and the configuration.
+
+    ``epochs`` is the number of epochs run, or, for a run its selector ``stopped`` early (conventional
+    early stopping, ``stopped_early``), the configured ``config["epochs"]``: the saving is against the
+    full-length baseline, so the epochs not run count as saved."""
     epochs = len(rows)
-    total = num_train * epochs
+    total = num_train * (int(config["epochs"]) if stopped else epochs)
     backprop = sum(r["backprop_samples"] for r in rows)
     forward = sum(r["forward_samples"] for r in rows)
     compute = 1 - (forward + 2 * backprop) / (3 * total) if total else 0.0
@@ -54,6 +58,7 @@ def summarize(config: dict, rows: list[dict], wall_time_s: float, num_train: int
         "wall_time_s": wall_time_s,
         "epoch_seconds_total": sum(r["epoch_seconds"] for r in rows),
         "epochs_completed": epochs,
+        "stopped_early": bool(stopped),
         "num_train": num_train,
         "config": config,
     }

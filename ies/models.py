@@ -117,8 +117,23 @@ MODELS: dict[str, ModelSpec] = {
     "small_cnn": ModelSpec(lambda shape, k: small_cnn(k, shape[-1]), "image"),
     "resnet18": ModelSpec(lambda shape, k: cifar_resnet(18, k, shape[-1]), "image"),
     "resnet34": ModelSpec(lambda shape, k: cifar_resnet(34, k, shape[-1]), "image"),
+    "transformer": ModelSpec(lambda shape, k: transformer(shape, k), "any"),
 }
 """The registry of models by name (``Config.model``); add a model here, in one place."""
+
+
+def transformer(sample_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The small transformers of :mod:`ies.transformer` at their default sizes:
+    ``PatchTransformer1d(length, num_classes)`` for ``(L,)`` signals (about 70 k parameters),
+    ``TinyViT(num_classes, in_channels, size)`` for square ``(H, W, C)`` images (about 140 k)."""
+    from .transformer import PatchTransformer1d, TinyViT  # ies.transformer imports this module's Float32Linear
+
+    if len(sample_shape) == 1:
+        return PatchTransformer1d(sample_shape[0], num_classes)
+    h, w, c = sample_shape
+    if h != w:
+        raise ValueError(f"model 'transformer' takes square images, got {h}x{w}")
+    return TinyViT(num_classes, c, h)
 
 
 def build_model(name: str, sample_shape: tuple[int, ...], num_classes: int) -> nn.Module:

@@ -47,7 +47,7 @@ def check_bins(bins: Sequence[float]) -> tuple[float, ...]:
     except (TypeError, ValueError):
         raise ValueError(f"recheck_bins must be numbers, got {bins!r}") from None
     ok = edges and all(math.isfinite(b) and b > 0 for b in edges)
-    if not ok or any(a <= b for a, b in zip(edges, edges[1:])):
+    if not ok or any(a <= b for a, b in zip(edges, edges[1:], strict=False)):
         raise ValueError(f"recheck_bins must be positive, finite and strictly decreasing, got {bins!r}")
     return edges
 

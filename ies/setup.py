@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config
+from .config import Config, subgroup_classes
 from .data import ArrayDataset, DeviceLoader, load_dataset
 from .models import FixedShapeCompiled, build_model
 from .selectors import SELECTOR_SEED_OFFSET, SELECTORS, Selector
+from .transforms import Truth, apply_transforms
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,7 +61,8 @@ class Run:
 
     ``model`` is the module whose weights are trained and saved; ``step_model`` is what the passes call
     (the same module, or its fixed-shape compiled wrapper). ``generators``: ``loader`` (data order and
-    augmentation) and ``selector`` (the selector's own draws)."""
+    augmentation) and ``selector`` (the selector's own draws). ``data`` is the data set as trained, after
+    the config's transforms; ``truth`` is what they introduced (:class:`ies.transforms.Truth`)."""
 
     cfg: Config
     device: torch.device
@@ -76,14 +78,24 @@ class Run:
     eval_batch_size: int
     amp: contextlib.AbstractContextManager
     grad_params: list[torch.Tensor] | None
+    truth: Truth | None = None
+
+
+def transformed(cfg: Config, data: ArrayDataset) -> tuple[ArrayDataset, Truth]:
+    """``data`` after the transforms ``cfg`` asks for (label noise, long tail, subgroup; drawn with
+    ``cfg.seed``) and the truth they introduced (:func:`ies.transforms.apply_transforms`)."""
+    return apply_transforms(data, label_noise=cfg.label_noise, noise_type=cfg.noise_type, imbalance=cfg.imbalance,
+                            subgroup_share=cfg.subgroup_share, subgroup_classes=subgroup_classes(cfg),
+                            subgroup_attribute=cfg.subgroup_attribute, seed=cfg.seed)
 
 
 def build_run(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | None = None) -> Run:
-    """Seed, load the data (or take ``dataset``), build the model (or take ``model``), the optimiser, the
-    loaders and the selector of ``cfg``."""
+    """Seed, load the data (or take ``dataset``), apply the config's transforms to it (:func:`transformed`),
+    build the model (or take ``model``), the optimiser, the loaders and the selector of ``cfg``."""
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     data = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir, cfg.dataset_size)
+    data, truth = transformed(cfg, data)
     if model is None:
         model = build_model(cfg.model, tuple(data.x_train.shape[1:]), data.num_classes)
     model = model.to(device)
@@ -100,11 +112,14 @@ def build_run(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module
         "selector": torch.Generator(device=device).manual_seed(cfg.seed + SELECTOR_SEED_OFFSET),
     }
     selector = SELECTORS[cfg.selector](cfg, data.num_train, device, generators["selector"])
+    if cfg.class_cap < 1:  # the given (possibly noisy) labels, or the subgroup
+        selector.set_cap_groups(data.y_train if cfg.cap_by == "class" else truth.group_train)
     # channels_last image batches on every device; the model is converted on CUDA only (above)
     train_data = DeviceLoader(data.x_train, data.y_train, device, mean=data.mean, std=data.std,
                               augment=cfg.augment, generator=generators["loader"], channels_last=cfg.channels_last)
     test_data = DeviceLoader(data.x_test, data.y_test, device, mean=data.mean, std=data.std,
                              channels_last=cfg.channels_last)
+    selector.prepare(train_data.y)
     grad_params = [p for p in model.parameters() if p.requires_grad] if cfg.track_grad_norm else None
     return Run(cfg, device, data, model, step_model, opt, sched, train_data, test_data, selector, generators,
-               eval_batch_size, amp, grad_params)
+               eval_batch_size, amp, grad_params, truth)

@@ -28,10 +28,15 @@ from . import checkpoint as ckpt
 from .config import RUN_CONTROL_FIELDS, Config
 from .data import ArrayDataset
 from .epoch import epoch_row, evaluate, track_pass, train_pass
+from .group_report import write_group_report
 from .history import HISTORY_COLUMNS, RunFolder, summarize
 from .setup import Run, build_run
 from .tracker import MasteryTracker
+from .transforms import Truth
 
+FITTED_LOSS = math.log(2)
+"""A sample counts as *fitted* in ``groups.csv`` when its tracked loss is below ln 2: the model then gives
+its (given, possibly noisy) label more than half its probability, so it predicts that label."""
 EpochHook = Callable[[int, nn.Module, MasteryTracker | None], dict | None]
 
 
@@ -49,6 +54,8 @@ class RunResult:
             (``keep_loss_matrix=True`` only, else ``None``).
         mastered_matrix: ``(N, epochs)`` bool, the exclusion decision at the end of each epoch
             (``keep_loss_matrix=True`` only).
+        truth: what the config's data transforms introduced (:class:`ies.transforms.Truth`: clean
+            labels, flipped samples, subgroup labels), aligned with the training set the run used.
     """
 
     config: Config
@@ -58,6 +65,7 @@ class RunResult:
     tracker: MasteryTracker | None
     loss_matrix: torch.Tensor | None = None
     mastered_matrix: torch.Tensor | None = None
+    truth: Truth | None = None
 
 
 class PhaseClock:
@@ -89,7 +97,7 @@ def run_epoch(run: Run, epoch: int, phases: dict[str, float] | None = None) -> d
     clock("plan")
     from_training = cfg.loss_source == "training"
     stats = train_pass(run.step_model, run.opt, run.train_data, plan, cfg.batch_size, run.amp,
-                       selector.observe if from_training else None, run.grad_params)
+                       selector.observe if from_training else None, run.grad_params, keep=selector.keep)
     clock("train")
     if from_training:  # as the authors: eval mode, no grad, the training augmentation
         tracked = track_pass(run.step_model, run.train_data, plan.track, run.eval_batch_size, selector.observe,
@@ -102,11 +110,36 @@ def run_epoch(run: Run, epoch: int, phases: dict[str, float] | None = None) -> d
     selector.end_epoch(epoch)
     clock("decide")
     test = evaluate(run.step_model, run.test_data, run.eval_batch_size, run.amp)
+    val = selector.validation  # early stopping's split of the training set: eval mode, no augmentation
+    val_result = None if val is None else evaluate(run.step_model, run.train_data, run.eval_batch_size, run.amp, val)
     row = epoch_row(epoch, lr, plan, stats, tracked, selector.stats(), test, len(run.test_data),
-                    cfg.track_grad_norm)
+                    cfg.track_grad_norm, val_result, 0 if val is None else int(val.numel()))
     clock("evaluate")
     row["epoch_seconds"] = time.perf_counter() - t0
     return row
+
+
+@dataclass
+class EpochColumns:
+    """Per-epoch ``(N,)`` CPU columns kept for analysis: the tracked losses (``keep_loss_matrix``), the
+    exclusion masks (``keep_loss_matrix`` or the group report) and the fitted samples (the group report:
+    last tracked loss below :data:`FITTED_LOSS`)."""
+
+    losses: list[torch.Tensor]
+    excluded: list[torch.Tensor]
+    fitted: list[torch.Tensor]
+
+    def add(self, run: Run, tracker: MasteryTracker | None, keep: bool, report: bool) -> None:
+        """Append this epoch's columns (after epoch_row's host sync: plain copies)."""
+        if keep:
+            self.losses.append(tracker.last_losses.to("cpu", torch.float32, copy=True))  # .cpu() would alias
+        if keep or report:
+            self.excluded.append(run.selector.excluded.cpu())
+        if report:
+            self.fitted.append((tracker.last_losses < FITTED_LOSS).cpu())
+
+    def state(self) -> dict:
+        return {"loss_cols": self.losses, "mastered_cols": self.excluded, "fitted_cols": self.fitted}
 
 
 def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | None = None,
@@ -126,41 +159,47 @@ def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | N
     folder = RunFolder(cfg.output) if cfg.output else None
     state = _resume(run, folder) if cfg.resume else {}
     rows = state.get("history", [])
-    loss_cols, mastered_cols = state.get("loss_cols", []), state.get("mastered_cols", [])
+    cols = EpochColumns(state.get("loss_cols", []), state.get("mastered_cols", []), state.get("fitted_cols", []))
+    # the per-group report (groups.csv) needs each epoch's exclusion mask and which samples are fitted
+    report = folder is not None and tracker is not None and hasattr(run.selector, "excluded")
     elapsed_before = float(state.get("elapsed", 0.0))
+    stopped = bool(state.get("stopped", False))  # by the selector (early stopping): nothing left to run
     if folder is not None:
         folder.start(rows)
     t_start = time.perf_counter()
-    name = "baseline" if cfg.is_baseline else cfg.selector
-    bar = tqdm(range(len(rows), cfg.epochs), desc=name, unit="epoch", disable=not cfg.progress, initial=len(rows),
-               total=cfg.epochs)
+    bar = tqdm(range(cfg.epochs if stopped else len(rows), cfg.epochs), desc="baseline" if cfg.is_baseline
+               else cfg.selector, unit="epoch", disable=not cfg.progress, initial=len(rows), total=cfg.epochs)
     for epoch in bar:
         row = run_epoch(run, epoch)
-        if cfg.keep_loss_matrix:
-            loss_cols.append(tracker.last_losses.to("cpu", torch.float32, copy=True))  # .cpu() would alias the ring
-            mastered_cols.append(run.selector.excluded.cpu())
+        cols.add(run, tracker, cfg.keep_loss_matrix, report)
         if on_epoch_end is not None:
             row.update(on_epoch_end(epoch + 1, run.model, tracker) or {})
         rows.append(row)
+        stopped = run.selector.should_stop(row)
         bar.set_postfix(acc=f"{row['test_accuracy']:.3f}", mastered=row["n_mastered"], loss=f"{row['train_loss']:.3g}")
         elapsed = elapsed_before + time.perf_counter() - t_start
         if folder is not None:
-            folder.append(row, len(rows) == 1, summarize(cfg.to_dict(), rows, elapsed, run.data.num_train))
-            if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
-                _save(run, folder, rows, loss_cols, mastered_cols, elapsed)
+            folder.append(row, len(rows) == 1, summarize(cfg.to_dict(), rows, elapsed, run.data.num_train, stopped))
+            last = epoch + 1 == cfg.epochs or stopped
+            if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+                _save(run, folder, rows, cols, elapsed, stopped)
         if row["n_active"] and not math.isfinite(row["train_loss"]) and not cfg.allow_nonfinite:
             bar.close()
             raise FloatingPointError(f"epoch {epoch + 1}: the mean training loss is {row['train_loss']}; lower lr, "
                                      "or set allow_nonfinite=True to continue")
-        if run.selector.should_stop(row):
+        if stopped:
             break
     bar.close()
-    metrics = summarize(cfg.to_dict(), rows, elapsed_before + time.perf_counter() - t_start, run.data.num_train)
+    metrics = summarize(cfg.to_dict(), rows, elapsed_before + time.perf_counter() - t_start, run.data.num_train,
+                        stopped)
+    if report and cols.excluded:
+        metrics["groups"] = write_group_report(folder.path, run, torch.stack(cols.excluded, dim=1),
+                                               torch.stack(cols.fitted, dim=1))
     if folder is not None:
         folder.write_metrics(metrics)
+    stack = lambda c: torch.stack(c, dim=1) if c and cfg.keep_loss_matrix else None  # noqa: E731
     return RunResult(cfg, pd.DataFrame(rows, columns=list(rows[0]) if rows else HISTORY_COLUMNS), metrics,
-                     run.model, tracker, torch.stack(loss_cols, dim=1) if loss_cols else None,
-                     torch.stack(mastered_cols, dim=1) if mastered_cols else None)
+                     run.model, tracker, stack(cols.losses), stack(cols.excluded), run.truth)
 
 
 def resumable(cfg: Config) -> dict:
@@ -168,12 +207,12 @@ def resumable(cfg: Config) -> dict:
     return {k: v for k, v in cfg.to_dict().items() if k not in RUN_CONTROL_FIELDS}
 
 
-def _save(run: Run, folder: RunFolder, rows: list[dict], loss_cols: list, mastered_cols: list, elapsed: float) -> None:
+def _save(run: Run, folder: RunFolder, rows: list[dict], cols: EpochColumns, elapsed: float, stopped: bool) -> None:
     ckpt.save(folder.checkpoint, {
         "config": resumable(run.cfg), "model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
         "scheduler": run.sched.state_dict(), "selector": run.selector.state_dict(),
-        "rng": ckpt.rng_state(run.generators), "history": rows, "loss_cols": loss_cols,
-        "mastered_cols": mastered_cols, "elapsed": elapsed,
+        "rng": ckpt.rng_state(run.generators), "history": rows, **cols.state(), "elapsed": elapsed,
+        "stopped": stopped,
     })
 
 
@@ -188,4 +227,4 @@ def _resume(run: Run, folder: RunFolder) -> dict:
     run.selector.load_state_dict(state["selector"])
     ckpt.set_rng_state(state["rng"], run.generators)
     return {**state, "history": list(state["history"]), "loss_cols": list(state.get("loss_cols", [])),
-            "mastered_cols": list(state.get("mastered_cols", []))}
+            "mastered_cols": list(state.get("mastered_cols", [])), "fitted_cols": list(state.get("fitted_cols", []))}

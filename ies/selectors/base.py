@@ -24,6 +24,9 @@ class Plan:
         train: ``(A,)`` samples forwarded with grad and back-propagated.
         track: ``(M,)`` samples forwarded without grad only to record their loss (IES's excluded set).
         weights: ``(N,)`` float32 loss weight of every sample (a rescale), or ``None`` for all 1.
+        filter: ``True``: each training batch is first forwarded without grad (eval mode) and only the
+            samples :meth:`Selector.keep` picks are back-propagated, accumulated into full batches
+            (Selective Backprop).
 
     Samples in neither ``train`` nor ``track`` are left out of the epoch entirely.
     """
@@ -31,6 +34,7 @@ class Plan:
     train: torch.Tensor
     track: torch.Tensor
     weights: torch.Tensor | None = None
+    filter: bool = False
 
 
 class Selector:
@@ -42,6 +46,10 @@ class Selector:
     """
 
     name: str = ""
+    validation: torch.Tensor | None = None
+    """``(V,)`` int64 training samples the loop evaluates after every epoch (eval mode, no augmentation)
+    into the ``val_loss`` / ``val_accuracy`` history columns, counted in ``forward_samples``; ``None``:
+    no validation pass (every selector but ``early_stop``)."""
 
     def __init__(self, cfg: Config, num_samples: int, device: torch.device, generator: torch.Generator) -> None:
         self.cfg = cfg
@@ -54,12 +62,21 @@ class Selector:
         """True in the last ``anneal_fraction`` of the epochs, where every sample trains."""
         return epoch >= self.anneal_from
 
+    def prepare(self, labels: torch.Tensor) -> None:
+        """Called once before the first epoch with the ``(N,)`` int64 training labels (on the device),
+        for a selector that needs them (a stratified validation split)."""
+
     def plan(self, epoch: int, lr: float) -> Plan:
         """The plan of epoch ``epoch`` (0-based), whose learning rate is ``lr``."""
         raise NotImplementedError
 
     def observe(self, idx: torch.Tensor, losses: torch.Tensor) -> None:
         """``idx`` ``(B,)`` int64 samples whose per-sample ``losses`` ``(B,)`` were just forwarded."""
+
+    def keep(self, idx: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` bool: which samples of a batch forwarded without grad (``idx``, ``losses``, ``(B,)``)
+        get the backward pass; called only for a plan with ``filter=True``."""
+        raise NotImplementedError(f"selector {self.name!r} plans filter=True but has no keep()")
 
     def end_epoch(self, epoch: int) -> None:
         """Decide for the next epoch (``epoch`` 0-based, both passes done)."""

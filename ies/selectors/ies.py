@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ..groups import cap_mastered
 from ..recheck import RecheckSchedule, parse_bins
 from ..tracker import MasteryTracker
 from .base import Plan, Selector, register
@@ -35,7 +36,12 @@ class IES(Selector):
     """Exclude the samples the :class:`MasteryTracker` (``threshold``, ``order``, ``rule``, ``window``,
     ``patience``) found mastered at the end of the last epoch; every sample trains in the first epoch and
     in the last ``anneal_fraction`` of the epochs. The excluded samples are forwarded (re-checked) in the
-    epochs ``recheck`` / ``recheck_bins`` choose."""
+    epochs ``recheck`` / ``recheck_bins`` choose.
+
+    With ``class_cap < 1`` the decision is then capped per group (:func:`ies.groups.cap_mastered`, the
+    lowest last losses stay excluded); the groups, ``(N,)`` int64, are given by :meth:`set_cap_groups`
+    (:func:`ies.setup.build_run` does it). ``n_mastered`` counts the excluded samples after the cap;
+    ``n_newly_mastered`` and ``n_reentered`` are the tracker's, before it."""
 
     name = "ies"
     order_override: int | None = None
@@ -50,6 +56,15 @@ class IES(Selector):
         self.excluded = torch.zeros(num_samples, dtype=torch.bool, device=device)
         self.schedule = RecheckSchedule(cfg.recheck, parse_bins(cfg.recheck_bins))
         self.rechecking = True  # whether the epoch in progress re-checks the excluded samples
+        self.cap_groups: torch.Tensor | None = None
+        self._num_cap_groups = 0
+
+    def set_cap_groups(self, groups: torch.Tensor) -> None:
+        """The ``(N,)`` int64 group of every sample for ``class_cap`` (class or subgroup labels)."""
+        if groups.shape != (self.num_samples,):
+            raise ValueError(f"cap groups must be ({self.num_samples},), got {tuple(groups.shape)}")
+        self.cap_groups = groups.to(self.device, torch.int64)
+        self._num_cap_groups = int(groups.max()) + 1 if groups.numel() else 0
 
     def plan(self, epoch: int, lr: float) -> Plan:
         if self.annealing(epoch):
@@ -68,6 +83,11 @@ class IES(Selector):
     def end_epoch(self, epoch: int) -> None:
         self.tracker.step(recheck=self.rechecking)  # without a re-check, unrecorded excluded samples are held
         self.excluded = self.tracker.mastered
+        if self.cfg.class_cap < 1:
+            if self.cap_groups is None:
+                raise RuntimeError("class_cap < 1 needs the groups: call set_cap_groups (build_run does)")
+            self.excluded = cap_mastered(self.excluded, self.cap_groups, self.cfg.class_cap,
+                                         self.tracker.last_losses, num_groups=self._num_cap_groups)
 
     def stats(self) -> dict[str, torch.Tensor]:
         return tracker_stats(self.tracker, self.excluded)

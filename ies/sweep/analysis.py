@@ -19,8 +19,8 @@ from .cache import read_json
 from .plan import Run, field_order
 
 #: Columns of the results table after the override columns.
-METRIC_COLUMNS = ("test_accuracy", "best_test_accuracy", "backprop_saving", "wall_time_s", "process_seconds",
-                  "epochs_completed")
+METRIC_COLUMNS = ("test_accuracy", "best_test_accuracy", "backprop_saving", "compute_saving", "flop_ideal_speedup",
+                  "wall_time_s", "process_seconds", "epochs_completed", "stopped_early")
 OK = ("done", "cached")  # statuses of runs with results
 
 

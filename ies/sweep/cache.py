@@ -56,9 +56,11 @@ def same_config(stored: Mapping[str, Any] | None, cfg: Config) -> bool:
 
 
 def finished(cfg: Config) -> bool:
-    """``metrics.json`` of ``cfg.output`` shows every epoch done, for this configuration."""
+    """``metrics.json`` of ``cfg.output`` shows every epoch done (or the run stopped early by its selector),
+    for this configuration."""
     metrics = read_json(Path(cfg.output) / "metrics.json")
-    return metrics.get("epochs_completed") == cfg.epochs and same_config(metrics.get("config"), cfg)
+    done = metrics.get("epochs_completed") == cfg.epochs or metrics.get("stopped_early") is True
+    return done and same_config(metrics.get("config"), cfg)
 
 
 def resumable(cfg: Config) -> bool:
@@ -66,7 +68,7 @@ def resumable(cfg: Config) -> bool:
     folder = Path(cfg.output)
     metrics = read_json(folder / "metrics.json")
     return ((folder / "checkpoint.pt").exists() and cfg.checkpoint_every > 0
-            and 0 < (metrics.get("epochs_completed") or 0) < cfg.epochs
+            and 0 < (metrics.get("epochs_completed") or 0) < cfg.epochs and not metrics.get("stopped_early")
             and same_config(metrics.get("config"), cfg))
 
 

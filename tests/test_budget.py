@@ -1,0 +1,77 @@
+"""Budget matching: bisection of a knob on pilot runs to a target compute saving."""
+
+import math
+
+import pytest
+
+from ies.budget import Calibration, calibrate, saving_for_speedup, speedup_for_saving
+
+
+def test_speedup_and_saving_are_inverse():
+    assert saving_for_speedup(2.0) == 0.5
+    assert saving_for_speedup(1.5) == pytest.approx(1 / 3)
+    assert saving_for_speedup(1.0) == 0.0
+    assert speedup_for_saving(0.5) == 2.0
+    assert speedup_for_saving(saving_for_speedup(3.0)) == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="speedup"):
+        saving_for_speedup(0.5)
+
+
+def test_bisection_steps_on_a_monotone_function_are_exact():
+    c = calibrate(lambda k: k, 0.3, 0.0, 1.0, name="prune_ratio", tolerance=0.01)
+    assert [p.knob for p in c.pilots] == [0.0, 1.0, 0.5, 0.25, 0.375, 0.3125, 0.28125, 0.296875]
+    assert (c.knob, c.saving, c.matched, c.name) == (0.296875, 0.296875, True, "prune_ratio")
+    assert "bisection on prune_ratio" in c.how and "8 pilots" in c.how
+    d = c.to_dict()
+    assert d["pilots"][2] == {"knob": 0.5, "saving": 0.5} and d["matched"] is True
+
+
+def test_log_scale_and_an_end_that_already_matches():
+    c = calibrate(lambda d: (math.log10(d) + 4) / 4, 0.5, 1e-4, 1.0, scale="log", tolerance=1e-9)
+    assert [p.knob for p in c.pilots] == pytest.approx([1e-4, 1.0, 1e-2])
+    assert c.matched and c.knob == pytest.approx(1e-2)
+    c = calibrate(lambda k: k, 1.0 - 1e-3, 0.0, 1.0, tolerance=0.01)
+    assert len(c.pilots) == 2 and c.knob == 1.0 and c.matched
+
+
+def test_decreasing_integer_knob_stops_when_no_integer_is_left():
+    calls = []
+
+    def run(patience):
+        calls.append(patience)
+        return 1 - patience / 10
+
+    c = calibrate(run, 0.55, 1, 10, name="es_patience", increasing=False, scale="int", tolerance=0.0)
+    assert calls == [1, 10, 5, 3, 4]
+    assert not c.matched and c.knob in (4, 5) and abs(c.saving - 0.55) == pytest.approx(0.05)
+    assert "no integer left" in c.how
+    c = calibrate(run, 0.6, 1, 10, increasing=False, scale="int", tolerance=1e-9)
+    assert c.matched and c.knob == 4
+
+
+def test_unreachable_target_raises_or_returns_the_closer_end():
+    with pytest.raises(ValueError, match="sb_beta: target compute_saving 0.5000 is out of reach"):
+        calibrate(lambda k: 0.4 * k, 0.5, 0.0, 1.0, name="sb_beta")
+    c = calibrate(lambda k: 0.4 * k, 0.5, 0.0, 1.0, name="sb_beta", strict=False)
+    assert isinstance(c, Calibration) and not c.matched
+    assert c.knob == 1.0 and len(c.pilots) == 2 and "out of reach" in c.how
+
+
+def test_non_monotone_pilots_are_reported_and_the_closest_pilot_wins():
+    def bumpy(k):
+        return 1.5 if k == 0.5 else k
+
+    c = calibrate(bumpy, 0.3, 0.0, 1.0, tolerance=0.01)
+    assert "not monotone" in c.how
+    assert c.matched and abs(c.saving - 0.3) <= 0.01
+    c = calibrate(bumpy, 0.3, 0.0, 1.0, tolerance=0.0, max_pilots=4)
+    assert len(c.pilots) == 4 and not c.matched and c.knob == 0.25
+
+
+def test_bad_brackets_are_named():
+    with pytest.raises(ValueError, match="threshold: the bracket"):
+        calibrate(lambda k: k, 0.5, 1.0, 0.0, name="threshold")
+    with pytest.raises(ValueError, match="log-scale"):
+        calibrate(lambda k: k, 0.5, 0.0, 1.0, scale="log")
+    with pytest.raises(ValueError, match="scale"):
+        calibrate(lambda k: k, 0.5, 0.0, 1.0, scale="cubic")

@@ -1,0 +1,60 @@
+"""The experiment helpers of notebook 08: settings and sweep points, claims, early stopping."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from ies import Config
+from ies import open_questions as oq
+from ies.sweep import run_id
+
+
+def test_every_setting_is_a_valid_config_and_twins_point_at_their_capped_run():
+    table = oq.settings(twins=("subgroup",))
+    for _, overrides in table.values():
+        Config(**{**overrides, "random_budget": "ref.csv"} if "random_budget" in overrides else overrides)
+    pts, label_of = oq.points(table, [0, 1])
+    assert len(pts) == 2 * len(table) and len(label_of) == len(pts)
+    twins = [p for p in pts if p.get("selector") == "random"]
+    assert [p["seed"] for p in twins] == [0, 1]
+    for p in twins:
+        ref = p["random_budget"][1:]
+        assert label_of[ref] == "subgroup · IES + cap" and ref.endswith(f"seed={p['seed']}")
+        assert "class_cap" not in p
+    assert "long tail · random @ cap" not in table
+
+
+def test_claim_pairs_by_seed_and_uses_the_one_verdict_rule():
+    runs = pd.DataFrame({"label": ["a", "a", "a", "b", "b", "b"], "seed": [0, 1, 2, 0, 1, 2],
+                         "m": [0.5, 0.6, 0.7, 0.4, 0.5, 0.6]})
+    row = oq.claim(runs, "a beats b", "m", "a", "b")
+    assert row["verdict"] == "supported" and row["difference"] == "+10.00 ± 0.00 pt (3 seeds)"
+    assert oq.claim(runs, "b beats a", "m", "b", "a")["verdict"] == "not supported"
+    assert oq.claim(runs[runs.seed == 0], "one", "m", "a", "b")["verdict"] == "inconclusive (one seed)"
+
+
+def test_early_stop_epoch_by_hand():
+    curve = [0.1, 0.5, 0.4, 0.5, 0.45, 0.6, 0.59, 0.58]
+    assert oq.early_stop_epoch(curve, 2) == (4, 2)  # no new best in epochs 3, 4 (a tie is not one)
+    assert oq.early_stop_epoch(curve, 3) == (5, 2)
+    assert oq.early_stop_epoch([0.1, 0.2, 0.3], 2) == (3, 3)  # never fires
+    with pytest.raises(ValueError, match="^patience"):
+        oq.early_stop_epoch(curve, 0)
+    assert oq.first_exclusion_epoch([0, 0, 3, 0]) == 3 and oq.first_exclusion_epoch([0, 0]) == 0
+
+
+def test_run_table_reads_metrics_and_group_headlines(tmp_path):
+    overrides = {"threshold": 0.0, "seed": 0}
+    rid = run_id(overrides)
+    (tmp_path / rid).mkdir()
+    (tmp_path / rid / "metrics.json").write_text(
+        '{"test_accuracy": 0.8, "best_test_accuracy": 0.85, "backprop_saving": 0.0, "compute_saving": 0.0,'
+        ' "groups": {"worst_class_test_accuracy": 0.5}}')
+    results = pd.DataFrame({"run_id": [rid, "other"], "status": ["done", "failed"], "seed": [0, 0]})
+    table = oq.run_table(results, tmp_path, {rid: "clean · baseline"}, oq.settings())
+    assert table.to_dict("records") == [{
+        "label": "clean · baseline", "section": "noise", "seed": 0, "run_id": rid, "test_accuracy": 0.8,
+        "best_test_accuracy": 0.85, "backprop_saving": 0.0, "compute_saving": 0.0,
+        "worst_class_test_accuracy": 0.5}]
+    assert not math.isnan(table.test_accuracy[0])
