@@ -5,7 +5,7 @@
 
 CIFAR: ``cifar10_subset_10k.npz`` (uint8 ``x_train`` 10000x32x32x3, ``y_train``, ``x_test`` 2000, ``y_test``) from
 ``--npz``, else ``../shared/data/`` next to the repository, else ``data/`` inside it, trained with the
-``cifar-cpu`` preset (:mod:`ies.presets`; why each value: ``benchmarks/RECIPE_NOTES.md``); its entry is
+``cifar-cpu`` preset (:mod:`ies.presets`; the measurements: ``benchmarks/RECIPE_NOTES.md``); its entry is
 ``{"skipped": ...}`` if there is no file. MNIST-1D: the defaults (cnn1d, 60 epochs, delta 1e-3).
 
 Prints one JSON object, per data set: ``runs`` (``baseline``, ``ies``, ``ies_recheck_lr``), each with
@@ -18,7 +18,7 @@ of each phase (``ies.training.run_epoch``'s ``phases``) and per-epoch ``ideal_sp
 ``measured_speedup_per_epoch`` against the baseline's same epoch. Then ``accuracy_difference`` of each
 method against the baseline and ``target_met``: ``recheck="lr"``'s measured speedup above plain IES's
 FLOP-ideal. One seed: whether an accuracy difference is within the seed noise needs more seeds
-(``--seed``; ``benchmarks/RECIPE_NOTES.md`` has the spread measured).
+(``--seed``; the seed spread has not been measured yet).
 
 Times on a shared machine are inflated and noisy: compare the runs of one invocation only.
 """
