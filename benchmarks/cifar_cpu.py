@@ -1,40 +1,31 @@
-"""Baseline vs IES on real CIFAR-10 images on the CPU: the small CNN, one run each, the same seed.
+"""Baseline, IES and IES with ``recheck="lr"`` on MNIST-1D and on real CIFAR-10 images on the CPU, one run each.
 
-    python benchmarks/cifar_cpu.py                       # a few minutes on 2 cores
-    python benchmarks/cifar_cpu.py --subset 0 --test-subset 0 --epochs 60 --augment
+    python benchmarks/cifar_cpu.py                        # both data sets, the cifar-cpu preset
+    python benchmarks/cifar_cpu.py --only cifar --seed 1  # one data set, another seed
 
-Reads ``cifar10_subset_10k.npz`` (uint8 ``x_train`` 10000x32x32x3, ``y_train``, ``x_test`` 2000, ``y_test``)
-from ``--npz``, else ``../shared/data/`` next to the repository, else ``data/`` inside it; prints
-``{"skipped": ...}`` if there is none.
+CIFAR: ``cifar10_subset_10k.npz`` (uint8 ``x_train`` 10000x32x32x3, ``y_train``, ``x_test`` 2000, ``y_test``) from
+``--npz``, else ``../shared/data/`` next to the repository, else ``data/`` inside it, trained with the
+``cifar-cpu`` preset (:mod:`ies.presets`; the measurements: ``benchmarks/RECIPE_NOTES.md``); its entry is
+``{"skipped": ...}`` if there is no file. MNIST-1D: the defaults (cnn1d, 60 epochs, delta 1e-3).
 
-The default is sized for a few minutes on a laptop CPU: 1500 random training images, 1000 random test images,
-30 epochs, no augmentation. In so short a run a small CNN with crop + flip is still far from fitting
-its training set and IES masters almost nothing at delta = 1e-3 (the rule replayed on a baseline's
-losses, 1000 images: no sample mastered in 40 epochs); without augmentation the training losses
-settle within ~20 epochs and the rule has something to find. ``--augment`` restores the paper's pipeline.
+Prints one JSON object, per data set: ``runs`` (``baseline``, ``ies``, ``ies_recheck_lr``), each with
+final and best test accuracy, ``backprop_saved``, ``compute_saved`` (``1 - (F + 2B) / 3NE`` from the
+forward and backward sample counts), ``flop_ideal_speedup`` ``= 1 / (1 - compute_saved)``,
+``measured_speedup`` (baseline wall time / this run's), ``measured_over_ideal`` (their ratio), the same two
+without the per-epoch test evaluation (identical in every run and outside the FLOP count),
+``recheck_epochs`` (epochs that forwarded the excluded samples, of those with any excluded), the seconds
+of each phase (``ies.training.run_epoch``'s ``phases``) and per-epoch ``ideal_speedup_per_epoch`` /
+``measured_speedup_per_epoch`` against the baseline's same epoch. Then ``accuracy_difference`` of each
+method against the baseline and ``target_met``: ``recheck="lr"``'s measured speedup above plain IES's
+FLOP-ideal. One seed: whether an accuracy difference is within the seed noise needs more seeds
+(``--seed``; the seed spread has not been measured yet).
 
-Prints one JSON object:
-
-- ``baseline`` / ``ies``: final and best test accuracy, wall time, mean epoch time, the seconds of
-  each phase of the epoch (``ies.training.run_epoch``'s ``phases``), and ``bookkeeping_share``: the
-  share of the epoch time spent in ``tracker.record`` and ``tracker.step`` (the target is <= 1 %);
-- ``accuracy_difference`` (IES - baseline), ``backprop_saved`` (excluded sample-epochs / (N x epochs)),
-  ``wall_clock_ratio`` (IES time / baseline time), ``speedup`` (its inverse),
-  ``flop_ideal_speedup`` = 1 / (1 - 2s/3) for the saving s (a forward ~ 1/3 of a training step, mastered
-  samples still forwarded once), and ``share_of_ideal`` = speedup / flop_ideal_speedup;
-- the same without the per-epoch test evaluation (identical in both runs, outside the FLOP count):
-  ``speedup_without_test_eval``, ``share_of_ideal_without_test_eval``, and
-  ``share_of_ideal_gain_without_test_eval`` = (speedup - 1) / (ideal - 1);
-- ``measured_forward_cost``: seconds per image of the tracking pass over those of a training step
-  (the ideal assumes 1/3).
-
-Times on a shared machine are inflated and noisy: compare the two runs of one invocation only.
+Times on a shared machine are inflated and noisy: compare the runs of one invocation only.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -78,97 +69,87 @@ def timed_run(cfg, data) -> dict:
     return {"metrics": summarize(cfg.to_dict(), rows, wall, data.num_train), "rows": rows, "phases": phases}
 
 
+METHODS = {"baseline": {"threshold": 0.0}, "ies": {}, "ies_recheck_lr": {"recheck": "lr"}}
+
+
+def per_epoch(rows: list[dict], base_rows: list[dict], n: int) -> tuple[list[float], list[float]]:
+    """FLOP-ideal speedup of each epoch (``3N / (F + 2B)``) and the measured one against the baseline's epoch."""
+    ideal = [3 * n / (r["forward_samples"] + 2 * r["backprop_samples"]) for r in rows]
+    measured = [b["epoch_seconds"] / r["epoch_seconds"] for r, b in zip(rows, base_rows, strict=False)]
+    return [round(v, 4) for v in ideal], [round(v, 4) for v in measured]
+
+
+def bench(cfg, data) -> dict:
+    """The three runs of ``cfg`` (its threshold is IES's) on ``data`` and their comparison."""
+    timed = {}
+    for name, change in METHODS.items():
+        timed[name] = t = timed_run(cfg.replace(**change), data)
+        m = t["metrics"]
+        print(f"{cfg.dataset} {name}: acc {m['test_accuracy']:.4f} backprop saved {m['backprop_saving']:.3f} "
+              f"compute saved {m['compute_saving']:.3f} wall {m['wall_time_s']:.1f} s", file=sys.stderr, flush=True)
+    base = timed["baseline"]
+    base_train = base["metrics"]["wall_time_s"] - base["phases"].get("evaluate", 0.0)
+    runs = {}
+    for name, t in timed.items():
+        m, rows = t["metrics"], t["rows"]
+        wall_train = m["wall_time_s"] - t["phases"].get("evaluate", 0.0)
+        ideal = m["flop_ideal_speedup"]
+        measured = base["metrics"]["wall_time_s"] / m["wall_time_s"]
+        measured_train = base_train / wall_train
+        ideal_e, measured_e = per_epoch(rows, base["rows"], data.num_train)
+        with_excluded = [r for r in rows if r["n_active"] < data.num_train]
+        runs[name] = {
+            "test_accuracy": m["test_accuracy"], "best_test_accuracy": m["best_test_accuracy"],
+            "backprop_saved": m["backprop_saving"], "compute_saved": m["compute_saving"],
+            "flop_ideal_speedup": ideal, "measured_speedup": measured, "measured_over_ideal": measured / ideal,
+            "measured_speedup_without_test_eval": measured_train,
+            "measured_over_ideal_without_test_eval": measured_train / ideal,
+            "wall_time_s": m["wall_time_s"], "phase_seconds": {k: round(v, 3) for k, v in t["phases"].items()},
+            "recheck_epochs": f"{sum(r['forward_only_samples'] > 0 for r in with_excluded)} of {len(with_excluded)}",
+            "ideal_speedup_per_epoch": ideal_e, "measured_speedup_per_epoch": measured_e,
+        }
+    acc = {k: r["test_accuracy"] - runs["baseline"]["test_accuracy"] for k, r in runs.items() if k != "baseline"}
+    best = {k: r["best_test_accuracy"] - runs["baseline"]["best_test_accuracy"] for k, r in runs.items()
+            if k != "baseline"}
+    lr_run, ies_run = runs["ies_recheck_lr"], runs["ies"]
+    return {
+        "config": {k: v for k, v in cfg.to_dict().items() if k not in ("output", "progress", "data_dir")},
+        "n_train": data.num_train, "n_test": int(data.y_test.numel()), "runs": runs,
+        "accuracy_difference": acc, "best_accuracy_difference": best,
+        "target_met": lr_run["measured_speedup"] > ies_run["flop_ideal_speedup"],
+        "target_met_without_test_eval": lr_run["measured_speedup_without_test_eval"] > ies_run["flop_ideal_speedup"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--npz", default="", help="path of cifar10_subset_10k.npz (default: ../shared/data or data/)")
-    p.add_argument("--subset", type=int, default=1500,
-                   help="training samples, drawn at random with --seed (default 1500 of 10000; 0 = all)")
-    p.add_argument("--test-subset", type=int, default=1000, help="test samples, drawn at random (0 = all 2000)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--augment", action="store_true", help="random crop + flip (default: off, see above)")
-    p.add_argument("--threshold", type=float, default=1e-3, help="delta of IES (the authors' CIFAR-10 value)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--eval-batch-size", type=int, default=64,
-                   help="no-grad passes (default 64: on a CPU a forward at batch 1024 costs ~0.6 of a training "
-                        "step per image, at 64 ~0.25; measured with small_cnn)")
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--only", choices=("mnist1d", "cifar"), default=None, help="one data set only")
+    p.add_argument("--preset", default="cifar-cpu", help="the CIFAR runs' preset (ies/presets.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = p.parse_args(argv)
-
-    path = find_npz(args.npz)
-    if path is None:
-        where = args.npz or " or ".join(str(c) for c in CANDIDATES)
-        print(json.dumps({"skipped": f"no CIFAR-10 subset at {where}; pass --npz PATH"}))
-        return 0
     if args.threads:  # default: torch's choice (OMP_NUM_THREADS); one thread is faster on an oversubscribed CPU
         torch.set_num_threads(args.threads)
 
     from ies import Config
     from ies.data import load_dataset
-    from ies.notebook import flop_ideal_speedup
+    from ies.presets import config_with_preset
 
-    data = load_dataset(str(path))
-    if 0 < args.subset < data.num_train:  # a random subset: the file is sorted by class, its first n are not
-        keep = torch.randperm(data.num_train, generator=torch.Generator().manual_seed(args.seed))[: args.subset]
-        data = dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
-    if 0 < args.test_subset < data.y_test.numel():  # sorted by class too
-        keep = torch.randperm(data.y_test.numel(), generator=torch.Generator().manual_seed(args.seed))
-        data = dataclasses.replace(data, x_test=data.x_test[keep[: args.test_subset]],
-                                   y_test=data.y_test[keep[: args.test_subset]])
-    cfg = Config(dataset=str(path), model="small_cnn", epochs=args.epochs, batch_size=args.batch_size,
-                 eval_batch_size=args.eval_batch_size, lr=args.lr, seed=args.seed, device="cpu", progress=False,
-                 checkpoint_every=0, threshold=args.threshold, augment=args.augment)
-    runs = {}
-    for name, threshold in (("baseline", 0.0), ("ies", args.threshold)):
-        timed = timed_run(cfg.replace(threshold=threshold), data)
-        m, phases = timed["metrics"], timed["phases"]
-        # tracker.step runs inside the "decide" phase, next to the scheduler step (negligible)
-        bookkeeping = phases["bookkeeping"] + phases.get("decide", 0.0)
-        runs[name] = {
-            "test_accuracy": m["test_accuracy"],
-            "best_test_accuracy": m["best_test_accuracy"],
-            "backprop_saved": m["backprop_saving"],
-            "compute_saved": m["compute_saving"],
-            "wall_time_s": m["wall_time_s"],
-            "mean_epoch_s": m["epoch_seconds_total"] / max(len(timed["rows"]), 1),
-            "bookkeeping_s": bookkeeping,
-            "bookkeeping_share": bookkeeping / m["epoch_seconds_total"],
-            "phase_seconds": phases,
-            "test_eval_s": phases.get("evaluate", 0.0),
-            "tracking_pass_s": phases.get("track", 0.0),
-            "forward_only_samples": m["forward_only_samples"],
-        }
-    base, ies = runs["baseline"], runs["ies"]
-    base_n_backprop = data.num_train * args.epochs
-    s = ies["backprop_saved"]
-    speedup = base["wall_time_s"] / ies["wall_time_s"]
-    ideal = flop_ideal_speedup(s)
-    # the FLOP ideal counts training and tracking only: the same test evaluation in both runs dilutes it
-    train_s = {k: r["wall_time_s"] - r["test_eval_s"] for k, r in runs.items()}
-    speedup_train = train_s["baseline"] / train_s["ies"]
-    n_forward = ies["forward_only_samples"]
-    print(json.dumps({
-        "dataset": path.name, "n_train": data.num_train, "n_test": int(data.y_test.numel()), "model": "small_cnn",
-        "epochs": args.epochs, "batch_size": args.batch_size, "eval_batch_size": args.eval_batch_size,
-        "threshold": args.threshold, "seed": args.seed,
-        "augment": args.augment,
-        "torch_threads": torch.get_num_threads(),
-        "baseline": base, "ies": ies,
-        "accuracy_difference": ies["test_accuracy"] - base["test_accuracy"],
-        "backprop_saved": s,
-        "wall_clock_ratio": ies["wall_time_s"] / base["wall_time_s"],
-        "speedup": speedup,
-        "flop_ideal_speedup": ideal,
-        "share_of_ideal": speedup / ideal,
-        "speedup_without_test_eval": speedup_train,
-        "share_of_ideal_without_test_eval": speedup_train / ideal,
-        "share_of_ideal_gain_without_test_eval": (speedup_train - 1) / (ideal - 1) if s > 0 else None,
-        # seconds per image of the tracking pass over those of a training step: the ideal assumes 1/3
-        "measured_forward_cost": (ies["tracking_pass_s"] / n_forward) / (train_s["baseline"] / base_n_backprop)
-        if n_forward else None,
-        "ies_bookkeeping_share": ies["bookkeeping_share"],
-    }, indent=2))
+    run_control = dict(device="cpu", progress=False, checkpoint_every=0, seed=args.seed)
+    out: dict = {"torch_threads": torch.get_num_threads(), "seed": args.seed}
+    if args.only in (None, "mnist1d"):
+        cfg = Config(dataset="mnist1d", **run_control)
+        out["mnist1d"] = bench(cfg, load_dataset("mnist1d", size=cfg.dataset_size))
+    if args.only in (None, "cifar"):
+        path = find_npz(args.npz)
+        if path is None:
+            where = args.npz or " or ".join(str(c) for c in CANDIDATES)
+            out["cifar"] = {"skipped": f"no CIFAR-10 subset at {where}; pass --npz PATH"}
+        else:
+            cfg = config_with_preset(args.preset, dataset=str(path), **run_control)
+            out["cifar"] = {"preset": args.preset, **bench(cfg, load_dataset(cfg.dataset, size=cfg.dataset_size))}
+    print(json.dumps(out, indent=2))
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import sweep
 from .config import Config, field_docs
+from .presets import PRESETS, config_with_preset
 from .training import train
 
 
@@ -38,7 +39,7 @@ def _add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] =
 def _config_from(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> Config:
     names = {f.name for f in dataclasses.fields(Config)} - set(skip)
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    return Config.from_dict(given)
+    return config_with_preset(getattr(args, "preset", None), **given)  # explicit options override the preset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="baseline (threshold 0) and IES on the same seed, then a table")
     _add_config_options(compare, skip=("output", "resume"))
     compare.add_argument("--output", default="runs/compare", help="folder for the two runs (default: runs/compare)")
+    for cmd in (train_cmd, compare):
+        cmd.add_argument("--preset", default=None, metavar="NAME",
+                         help=f"start from a named set of values ({', '.join(PRESETS)}; ies/presets.py); "
+                              "options given explicitly override it")
     parser.commands = {"train": train_cmd, "compare": compare}
     sub.add_parser("notebooks", help="run the course notebooks with papermill (see --help of it)", add_help=False)
     sub.add_parser("sweep", help="run a grid of configurations, one process each (see --help of it)", add_help=False)

@@ -87,7 +87,7 @@ class IES(Selector):
             if self.cap_groups is None:
                 raise RuntimeError("class_cap < 1 needs the groups: call set_cap_groups (build_run does)")
             self.excluded = cap_mastered(self.excluded, self.cap_groups, self.cfg.class_cap,
-                                         self.tracker.last_losses, num_groups=self._num_cap_groups)
+                                         self.tracker.last_recorded, num_groups=self._num_cap_groups)
 
     def stats(self) -> dict[str, torch.Tensor]:
         return tracker_stats(self.tracker, self.excluded)
