@@ -12,27 +12,14 @@ from ies.selectors import Plan
 from ies.setup import build_run
 from ies.training import run_epoch
 
+from .counting import ForwardCounter
+
 TINY = dict(dataset="synthetic", dataset_size=300, model="mlp", batch_size=32, epochs=6, progress=False, seed=0)
 
 
 @pytest.fixture(scope="module")
 def data():
     return synthetic(300)
-
-
-class ForwardCounter(nn.Module):
-    """Counts samples forwarded with grad in train mode, and without grad."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner, self.with_grad, self.without_grad = inner, 0, 0
-
-    def forward(self, x):
-        if self.training and torch.is_grad_enabled():
-            self.with_grad += x.shape[0]
-        elif not torch.is_grad_enabled():
-            self.without_grad += x.shape[0]
-        return self.inner(x)
 
 
 def test_steps_used_alone_count_what_they_forward(data):

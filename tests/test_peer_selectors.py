@@ -20,6 +20,8 @@ from ies.setup import build_run
 from ies.sweep import run_sweep
 from ies.training import run_epoch
 
+from .counting import ForwardCounter
+
 N = 240  # synthetic(300): 80 % train
 TINY = dict(dataset="synthetic", dataset_size=300, model="mlp", batch_size=32, epochs=8, progress=False, seed=0)
 
@@ -29,25 +31,9 @@ def data():
     return synthetic(300)
 
 
-class Counter(nn.Module):
-    """Counts samples forwarded with grad in train mode, and without grad; records the grad batch sizes."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner, self.with_grad, self.without_grad, self.grad_batches = inner, 0, 0, []
-
-    def forward(self, x):
-        if self.training and torch.is_grad_enabled():
-            self.with_grad += x.shape[0]
-            self.grad_batches.append(x.shape[0])
-        elif not torch.is_grad_enabled():
-            self.without_grad += x.shape[0]
-        return self.inner(x)
-
-
 def counter_model(seed=0):
     torch.manual_seed(seed)
-    return Counter(nn.Sequential(nn.Flatten(), nn.Linear(40, 32), nn.ReLU(), nn.Linear(32, 4)))
+    return ForwardCounter(nn.Sequential(nn.Flatten(), nn.Linear(40, 32), nn.ReLU(), nn.Linear(32, 4)))
 
 
 def counted_run(cfg, data):

@@ -6,14 +6,7 @@ import torch
 from ies import Config, train
 from ies.transformer import PatchTransformer1d, TinyViT, count_parameters
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small attention matmuls on a shared 2-core machine: one thread is 10x faster than two."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_shapes_and_parameter_budget():
