@@ -16,6 +16,8 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from .training import train
+
 SCALES = ("linear", "log", "int")
 
 
@@ -146,8 +148,6 @@ def pilot(cfg, name: str, *, epochs: int | None = None, dataset=None) -> Callabl
     """``run(knob)`` for :func:`calibrate`: train ``cfg`` with field ``name`` set to ``knob`` (and
     ``epochs`` if given: a short pilot; the saving of a short run is only an estimate of the full run's,
     as most methods save more late in training) without output, and return its ``compute_saving``."""
-    from .train import train
-
     changes = {"output": "", "progress": False, **({"epochs": epochs} if epochs else {})}
 
     def run(knob: float) -> float:

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 
 from .checkpoint import write_json
+from .criteria import lookback, mastered_mask
+from .data import DeviceLoader
 
 PROFILES = ("smoke", "teaching", "full")
 
@@ -66,8 +68,6 @@ def mastery_over_time(
     (``(N, T)``, oldest epoch first) would take at the end of every epoch (False before its
     look-back is complete). Replays any rule on recorded trajectories, e.g. ``order=0..3`` on one
     baseline run."""
-    from .criteria import lookback, mastered_mask
-
     n, t_max = loss_matrix.shape
     need = lookback(rule, order, window, patience)
     out = torch.zeros(n, t_max, dtype=torch.bool)
@@ -117,8 +117,6 @@ def predictions(model: torch.nn.Module, data, split: str = "train", batch_size: 
     """``(N,)`` int64 on the CPU: ``model``'s predicted class of every sample of ``data``'s
     ``split`` (``train`` or ``test``, an :class:`~ies.data.ArrayDataset`), in eval mode, without
     augmentation, on the model's device. The model's train/eval mode is restored."""
-    from .data import DeviceLoader
-
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .budget import Calibration, calibrate, saving_for_speedup
 from .config import Config
+from .training import train
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,6 @@ class Runner:
         return self.out / f"{method}{part}-seed={cfg.seed}"
 
     def __call__(self, cfg: Config) -> dict:
-        from .training import train
-
         folder = self.folder(cfg)
         cfg = cfg.replace(output=str(folder), progress=False, resume=False)
         done = folder / "done.json"

@@ -75,3 +75,17 @@ def test_bad_brackets_are_named():
         calibrate(lambda k: k, 0.5, 0.0, 1.0, scale="log")
     with pytest.raises(ValueError, match="scale"):
         calibrate(lambda k: k, 0.5, 0.0, 1.0, scale="cubic")
+
+
+def test_pilot_trains_a_short_run_and_returns_its_compute_saving():
+    from ies import Config, train
+    from ies.budget import pilot
+    from ies.data import synthetic
+
+    data = synthetic(300)
+    cfg = Config(dataset="synthetic", dataset_size=300, model="mlp", epochs=40, progress=False, threshold=1e-3)
+    run = pilot(cfg, "threshold", epochs=8, dataset=data)
+    assert run(0.0) == 0.0
+    want = train(cfg.replace(epochs=8, threshold=10.0, progress=False), dataset=data).metrics["compute_saving"]
+    assert want > 0, "a threshold of 10 must exclude something in 8 epochs for the test to mean anything"
+    assert run(10.0) == want
