@@ -31,8 +31,42 @@ def tracker_stats(tracker: MasteryTracker, excluded: torch.Tensor) -> dict[str, 
     }
 
 
+class TrackedExclusion(Selector):
+    """A selector that excludes a set of samples from back-propagation and still forwards them, so that a
+    :class:`MasteryTracker` keeps every sample's loss (the excluded set is :attr:`excluded`, ``(N,)`` bool;
+    every sample trains in the last ``anneal_fraction`` of the epochs). Subclasses decide the set."""
+
+    def __init__(self, cfg, num_samples, device, generator) -> None:
+        super().__init__(cfg, num_samples, device, generator)
+        threshold, order, rule = self.tracker_rule(cfg)
+        self.tracker = MasteryTracker(num_samples, threshold, order, cfg.window, cfg.patience, rule, device=device)
+        self.excluded = torch.zeros(num_samples, dtype=torch.bool, device=device)
+
+    def tracker_rule(self, cfg) -> tuple[float, int, str]:
+        """``(threshold, order, rule)`` of the tracker (``window``, ``patience`` are the config's)."""
+        return cfg.threshold, cfg.order, cfg.rule
+
+    def plan(self, epoch: int, lr: float) -> Plan:
+        if self.annealing(epoch):
+            self.excluded = torch.zeros_like(self.excluded)
+        return Plan(train=torch.nonzero(~self.excluded).flatten(), track=torch.nonzero(self.excluded).flatten())
+
+    def observe(self, idx: torch.Tensor, losses: torch.Tensor) -> None:
+        self.tracker.record(idx, losses)
+
+    def stats(self) -> dict[str, torch.Tensor]:
+        return tracker_stats(self.tracker, self.excluded)
+
+    def state_dict(self) -> dict:
+        return {"tracker": self.tracker.state_dict(), "excluded": self.excluded}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tracker.load_state_dict(state["tracker"])
+        self.excluded = state["excluded"].to(self.device)
+
+
 @register
-class IES(Selector):
+class IES(TrackedExclusion):
     """Exclude the samples the :class:`MasteryTracker` (``threshold``, ``order``, ``rule``, ``window``,
     ``patience``) found mastered at the end of the last epoch; every sample trains in the first epoch and
     in the last ``anneal_fraction`` of the epochs. The excluded samples are forwarded (re-checked) in the
@@ -49,15 +83,15 @@ class IES(Selector):
 
     def __init__(self, cfg, num_samples, device, generator) -> None:
         super().__init__(cfg, num_samples, device, generator)
-        order = cfg.order if self.order_override is None else self.order_override
-        rule = cfg.rule if self.rule_override is None else self.rule_override
-        self.tracker = MasteryTracker(num_samples, cfg.threshold, order, cfg.window, cfg.patience, rule,
-                                      device=device)
-        self.excluded = torch.zeros(num_samples, dtype=torch.bool, device=device)
         self.schedule = RecheckSchedule(cfg.recheck, parse_bins(cfg.recheck_bins))
         self.rechecking = True  # whether the epoch in progress re-checks the excluded samples
         self.cap_groups: torch.Tensor | None = None
         self._num_cap_groups = 0
+
+    def tracker_rule(self, cfg) -> tuple[float, int, str]:
+        order = cfg.order if self.order_override is None else self.order_override
+        rule = cfg.rule if self.rule_override is None else self.rule_override
+        return cfg.threshold, order, rule
 
     def set_cap_groups(self, groups: torch.Tensor) -> None:
         """The ``(N,)`` int64 group of every sample for ``class_cap`` (class or subgroup labels)."""
@@ -67,18 +101,11 @@ class IES(Selector):
         self._num_cap_groups = int(groups.max()) + 1 if groups.numel() else 0
 
     def plan(self, epoch: int, lr: float) -> Plan:
-        if self.annealing(epoch):
-            self.excluded = torch.zeros_like(self.excluded)
+        plan = super().plan(epoch, lr)
         self.rechecking = self.schedule.is_recheck(epoch, lr)
-        track = torch.nonzero(self.excluded).flatten() if self.rechecking else self._nobody
-        return Plan(train=torch.nonzero(~self.excluded).flatten(), track=track)
-
-    @property
-    def _nobody(self) -> torch.Tensor:
-        return torch.empty(0, dtype=torch.int64, device=self.device)
-
-    def observe(self, idx: torch.Tensor, losses: torch.Tensor) -> None:
-        self.tracker.record(idx, losses)
+        if not self.rechecking:  # the excluded samples are neither forwarded nor recorded this epoch
+            plan.track = plan.track[:0]
+        return plan
 
     def end_epoch(self, epoch: int) -> None:
         self.tracker.step(recheck=self.rechecking)  # without a re-check, unrecorded excluded samples are held
@@ -89,16 +116,11 @@ class IES(Selector):
             self.excluded = cap_mastered(self.excluded, self.cap_groups, self.cfg.class_cap,
                                          self.tracker.last_recorded, num_groups=self._num_cap_groups)
 
-    def stats(self) -> dict[str, torch.Tensor]:
-        return tracker_stats(self.tracker, self.excluded)
-
     def state_dict(self) -> dict:
-        return {"tracker": self.tracker.state_dict(), "excluded": self.excluded,
-                "recheck": self.schedule.state_dict()}
+        return {**super().state_dict(), "recheck": self.schedule.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.tracker.load_state_dict(state["tracker"])
-        self.excluded = state["excluded"].to(self.device)
+        super().load_state_dict(state)
         if "recheck" in state:  # absent in checkpoints written before re-check schedules (= every epoch)
             self.schedule.load_state_dict(state["recheck"])
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from ..tracker import MasteryTracker
-from .base import Plan, Selector, register
-from .ies import tracker_stats
+from .base import register
+from .ies import TrackedExclusion
 
 
 def random_budget(path: str, epochs: int) -> list[int]:
@@ -24,7 +23,7 @@ def random_budget(path: str, epochs: int) -> list[int]:
 
 
 @register
-class RandomExclusion(Selector):
+class RandomExclusion(TrackedExclusion):
     """Exclude ``budget[t]`` random samples in epoch ``t`` (``random_budget``: the reference's history).
     The losses are still tracked (threshold 0: nothing is ever mastered), for the same statistics."""
 
@@ -33,24 +32,16 @@ class RandomExclusion(Selector):
     def __init__(self, cfg, num_samples, device, generator) -> None:
         super().__init__(cfg, num_samples, device, generator)
         self.budget = random_budget(cfg.random_budget, cfg.epochs)
-        self.tracker = MasteryTracker(num_samples, 0.0, cfg.order, cfg.window, cfg.patience, cfg.rule,
-                                      device=device)
-        self.excluded = torch.zeros(num_samples, dtype=torch.bool, device=device)
         if self.budget[0] > 0:  # a reference that excluded samples in its first epoch
             self.excluded = self._draw(self.budget[0])
+
+    def tracker_rule(self, cfg) -> tuple[float, int, str]:
+        return 0.0, cfg.order, cfg.rule
 
     def _draw(self, k: int) -> torch.Tensor:
         n = self.num_samples
         perm = torch.randperm(n, device=self.device, generator=self.generator)[: min(k, n)]
         return torch.zeros(n, dtype=torch.bool, device=self.device).index_fill_(0, perm, True)
-
-    def plan(self, epoch: int, lr: float) -> Plan:
-        if self.annealing(epoch):
-            self.excluded = torch.zeros_like(self.excluded)
-        return Plan(train=torch.nonzero(~self.excluded).flatten(), track=torch.nonzero(self.excluded).flatten())
-
-    def observe(self, idx: torch.Tensor, losses: torch.Tensor) -> None:
-        self.tracker.record(idx, losses)
 
     def end_epoch(self, epoch: int) -> None:
         self.tracker.step()
@@ -58,13 +49,3 @@ class RandomExclusion(Selector):
         # advances every epoch, also for an empty draw
         nxt = epoch + 1
         self.excluded = self._draw(min(self.budget[nxt], self.num_samples) if nxt < len(self.budget) else 0)
-
-    def stats(self) -> dict[str, torch.Tensor]:
-        return tracker_stats(self.tracker, self.excluded)
-
-    def state_dict(self) -> dict:
-        return {"tracker": self.tracker.state_dict(), "excluded": self.excluded}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.tracker.load_state_dict(state["tracker"])
-        self.excluded = state["excluded"].to(self.device)
