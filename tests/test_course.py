@@ -285,3 +285,27 @@ def test_cell_timeout_option_fails_a_slow_cell(tmp_path, capsys):
     assert main(["--notebooks", str(folder), "--output", str(tmp_path / "run"), "--cell-timeout", "2",
                  "--no-progress", "--no-html"]) == 1
     assert "CellTimeoutError" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- one story
+@by_name
+def test_notebook_ends_with_recap_and_quiz_with_answers(path):
+    cells = nbformat.read(path, as_version=4).cells
+    heads = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and re.search(r"^## Quiz", c.source, re.M)]
+    assert heads, f"{path.name} has no quiz"
+    quiz = heads[-1]
+    assert any("## Recap" in c.source for c in cells[: quiz + 1] if c.cell_type == "markdown"), path.name
+    answers = cells[quiz + 1 :]
+    assert answers and "solution" in answers[0].metadata.get("tags", []), f"{path.name}: quiz answers untagged"
+    for cell in cells:  # a solution outside a solution cell would reach the student copies
+        if "solution" not in cell.metadata.get("tags", []):
+            assert "<summary>Solutions" not in cell.source, f"{path.name}: solutions in an untagged cell"
+
+
+def test_the_module_closes_after_the_last_notebook():
+    last = nbformat.read(NOTEBOOKS[-1], as_version=4)
+    code = [c.source for c in last.cells if c.cell_type == "code"]
+    assert any("module_verdicts(OUT.parent)" in s for s in code), "the last notebook gathers the module's verdicts"
+    for path in NOTEBOOKS[:-1]:
+        text = "".join(c.source for c in nbformat.read(path, as_version=4).cells)
+        assert "module_verdicts" not in text, f"{path.name} should leave the closing table to the last notebook"
