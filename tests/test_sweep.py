@@ -375,3 +375,30 @@ def test_notebook_04_runs_in_the_smoke_profile_and_reports_what_it_ran(tmp_path)
         assert metrics["settings"][label]["backprop_saving"] == pytest.approx(rows["backprop_saving"].mean())
     assert len(metrics["claims"]) == 4 and all(isinstance(v, str) for v in metrics["claims"].values())
     assert (out / "pareto.png").exists() and (out / "mastered_fraction.png").exists()
+
+
+def test_runs_start_in_a_fresh_interpreter_where_they_cannot_be_forked(tmp_path, monkeypatch):
+    from ies.sweep import pool
+
+    monkeypatch.setattr(pool, "forkable", lambda: False)  # e.g. called from a script run by path
+    table = run_sweep(TINY, None, [{"threshold": 0.0}, {"dataset": str(tmp_path / "missing.npz")}],
+                      output=tmp_path, jobs=2, progress=False)
+    status = _status(table)
+    assert status["threshold=0"] == "done" and list(status.values()).count("failed") == 1
+    assert "missing.npz" in table.loc[table["status"] == "failed", "error"].iloc[0]  # the traceback's tail
+
+
+def test_forkable_refuses_a_script_run_by_path(monkeypatch):
+    import types
+
+    from ies.sweep import pool
+
+    script = types.ModuleType("__main__")
+    script.__file__, script.__spec__ = "/tmp/my_sweep.py", None  # python my_sweep.py
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    assert not pool.forkable()
+    script.__spec__ = types.SimpleNamespace(name="my_sweep")  # python -m my_sweep
+    assert pool.forkable() == pool.FORKSERVER
+    del script.__file__  # a notebook kernel's or an interactive session's main
+    script.__spec__ = None
+    assert pool.forkable() == pool.FORKSERVER

@@ -1,12 +1,16 @@
-"""Running a sweep: every run in its own process (``python -m ies.sweep.worker``), at most ``jobs`` at
-once, from a standard-library thread pool that waits on the processes with a per-run timeout.
+"""Running a sweep: every run in its own process, at most ``jobs`` at once, from a standard-library thread
+pool that waits on the processes with a per-run timeout.
 
 One process per run keeps a crash or a hang of one run from taking the sweep down; a run's random
-controls start once it has finished (and are *blocked* when it failed).
+controls start once it has finished (and are *blocked* when it failed). Where the platform has it, each run's
+process is forked from a ``multiprocessing`` *forkserver* that imported torch and ``ies`` once
+(:func:`ies.sweep.worker.run_forked`), so a run does not pay the ~5 s of imports a fresh interpreter does;
+with another ``python`` than this one (or no forkserver) it is ``python -m ies.sweep.worker CONFIG_JSON``.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -28,6 +32,17 @@ from .plan import RandomControl, Run, plan
 
 #: The module a run's process executes, with the run's ``config.json`` as its one argument.
 WORKER = "ies.sweep.worker"
+#: Fork each run from a server that has imported ``ies`` (POSIX); else start a fresh interpreter.
+FORKSERVER = "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def forkable() -> bool:
+    """Whether runs can be forked from the forkserver: the platform has one, and the main module is not a
+    script run by path (``python script.py``), which ``multiprocessing`` would run again in every run's
+    process (a notebook kernel, ``python -m ...`` and an interactive session are fine)."""
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__spec__", None) is None and getattr(main, "__file__", None) is not None
+    return FORKSERVER and not script
 
 
 def worker_command(config_file: str | os.PathLike, python: str = sys.executable) -> list[str]:
@@ -175,7 +190,11 @@ def _run_one(run: Run, python: str, env: dict[str, str], timeout: float | None, 
     note = ""
     t0 = time.perf_counter()
     with open(folder / "stdout.log", "wb") as so, open(folder / "stderr.log", "wb") as se:
-        proc = processes.start(worker_command(folder / "config.json", python), stdout=so, stderr=se, env=env)
+        if python == sys.executable and forkable():
+            proc = processes.start(lambda: _Forked(folder, env))
+        else:
+            proc = processes.start(lambda: subprocess.Popen(worker_command(folder / "config.json", python),
+                                                            stdin=subprocess.DEVNULL, stdout=so, stderr=se, env=env))
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -201,11 +220,11 @@ class _Processes:
         self._live: set[subprocess.Popen] = set()
         self._closed = False
 
-    def start(self, cmd: list[str], **kwargs) -> subprocess.Popen:
+    def start(self, launch: Callable[[], subprocess.Popen | _Forked]) -> subprocess.Popen | _Forked:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the sweep was stopped")
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kwargs)
+            proc = launch()
             self._live.add(proc)
             return proc
 
@@ -222,4 +241,23 @@ class _Processes:
             proc.wait()
 
 
+class _Forked:
+    """A run's process forked from the forkserver, with the three methods of ``subprocess.Popen`` the pool uses."""
 
+    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+        from . import worker
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([WORKER])  # imported once, by the server (takes effect when it starts)
+        self.process = context.Process(target=worker.run_forked, daemon=True, args=(
+            str(folder / "config.json"), str(folder / "stdout.log"), str(folder / "stderr.log"), env))
+        self.process.start()
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired(WORKER, timeout)
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        self.process.kill()
