@@ -102,7 +102,8 @@ def colab_links(notebooks: list[Path], repository: str = REPOSITORY, branch: str
     return "\n".join(rows + [LINKS_END])
 
 
-def update_links(markdown: str | Path, notebooks: list[Path]) -> bool:
+def update_links(markdown: str | Path, notebooks: list[Path], repository: str = REPOSITORY,
+                 branch: str = BRANCH) -> bool:
     """Replace the block between the markers in the file ``markdown`` by :func:`colab_links`;
     return whether it changed. The file must hold the two markers."""
     path = Path(markdown)
@@ -110,7 +111,7 @@ def update_links(markdown: str | Path, notebooks: list[Path]) -> bool:
     start, end = text.find(LINKS_BEGIN), text.find(LINKS_END)
     if start < 0 or end < start:
         raise ValueError(f"{path} lacks the lines {LINKS_BEGIN!r} ... {LINKS_END!r}")
-    new = text[:start] + colab_links(notebooks) + text[end + len(LINKS_END):]
+    new = text[:start] + colab_links(notebooks, repository, branch) + text[end + len(LINKS_END):]
     if new == text:
         return False
     path.write_text(new)

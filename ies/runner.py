@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -214,13 +215,18 @@ def write_student(notebooks: list[Path], folder: Path) -> int:
     return 0
 
 
-def print_colab_links(notebooks: list[Path], target: str) -> int:
-    """``--colab-links``: print the table (``-``) or rewrite it in the file ``target``."""
+def print_colab_links(notebooks: list[Path], target: str, repository: str = "", branch: str = "") -> int:
+    """``--colab-links``: print the table (``-``) or rewrite it in the file ``target``; ``repository`` /
+    ``branch``: a fork's ``owner/name`` and branch instead of ``ies.course.REPOSITORY`` / ``BRANCH``."""
+    repository, branch = repository or course.REPOSITORY, branch or course.BRANCH
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repository):
+        print(f"error: --repository must be OWNER/NAME of a GitHub repository, got {repository!r}", file=sys.stderr)
+        return 2
     if target == "-":
-        print(course.colab_links(notebooks))
+        print(course.colab_links(notebooks, repository, branch))
         return 0
     try:
-        changed = course.update_links(target, notebooks)
+        changed = course.update_links(target, notebooks, repository, branch)
     except (OSError, ValueError) as e:
         print(f"error: --colab-links: {e}", file=sys.stderr)
         return 2
@@ -253,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write student copies (cells tagged 'solution' removed, no outputs) into DIR; run nothing")
     parser.add_argument("--colab-links", metavar="FILE", nargs="?", const="-", default="",
                         help="print the 'Open in Colab' table, or rewrite it between its markers in FILE; run nothing")
+    parser.add_argument("--repository", metavar="OWNER/NAME", default="",
+                        help="with --colab-links: the GitHub repository they open (default: ies.course.REPOSITORY)")
+    parser.add_argument("--branch", default="", help="with --colab-links: its branch (default: ies.course.BRANCH)")
     return parser
 
 
@@ -275,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.student:
         return write_student(notebooks, Path(args.student))
     if args.colab_links:
-        return print_colab_links(notebooks, args.colab_links)
+        return print_colab_links(notebooks, args.colab_links, args.repository, args.branch)
     out = Path(args.output or f"runs/notebooks-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"PROFILE": args.profile}

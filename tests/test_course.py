@@ -140,6 +140,12 @@ def test_colab_links_cli(tmp_path, capsys):
     (tmp_path / "bare.md").write_text("no markers")
     assert main(["--colab-links", str(tmp_path / "bare.md")]) == 2
     assert "lacks the lines" in capsys.readouterr().err
+    # a fork regenerates the links for its own repository and branch
+    assert main(["--colab-links", "--only", "01", "--repository", "me/ies-fork", "--branch", "dev"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-2].endswith(
+        "(https://colab.research.google.com/github/me/ies-fork/blob/dev/notebooks/01_finite_differences.ipynb) |")
+    assert main(["--colab-links", "--repository", "not a repo"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 # ---------------------------------------------------------------------- student copies
