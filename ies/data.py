@@ -67,6 +67,11 @@ class ArrayDataset:
     def num_train(self) -> int:
         return int(self.y_train.shape[0])
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One input: ``(L,)`` or ``(H, W, C)``."""
+        return tuple(self.x_train.shape[1:])
+
     def subset(self, n: int) -> ArrayDataset:
         """``n`` training samples drawn at random with a fixed seed (the same ones in every run, kept in
         their original order, so a file sorted by label still gives every class); the test split is
