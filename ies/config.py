@@ -82,8 +82,9 @@ class Config:
     # ---- model and optimisation
     model: str = "auto"
     """``mlp``, ``cnn1d`` (MNIST-1D), ``small_cnn``, ``resnet18``, ``resnet34`` (32x32 images),
-    ``transformer`` (a 1-D patch transformer for signals, a tiny ViT for images: :mod:`ies.transformer`);
-    ``auto`` picks ``cnn1d`` for 1-D data and ``resnet18`` for images."""
+    ``transformer`` (a 1-D patch transformer for signals, a tiny ViT for images: :mod:`ies.transformer`),
+    ``imagenet_resnet18/34/50/101``, ``imagenet_densenet121`` (torchvision's ImageNet networks, 224x224,
+    no pretrained weights); ``auto`` picks ``cnn1d`` for 1-D data and ``resnet18`` for images."""
     epochs: int = 60
     """Number of training epochs."""
     batch_size: int = 64

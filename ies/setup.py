@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config, subgroup_classes
 from . import streaming
+from .config import Config, subgroup_classes
 from .data import ArrayDataset, DeviceLoader
 from .models import FixedShapeCompiled, build_model
 from .selectors import SELECTOR_SEED_OFFSET, SELECTORS, Selector
