@@ -108,6 +108,28 @@ def test_batches_match_the_device_loader_and_augmentation_ignores_the_workers(fo
     assert not torch.equal(again, augmented[0]) and not torch.equal(augmented[0], unaugmented)
 
 
+def test_augmented_streaming_run_resumes_bit_identically(folder, tmp_path, one_thread):
+    cfg = Config(**{**TINY, "epochs": 4, "augment": True}, dataset=str(folder), num_workers=0,
+                 output=str(tmp_path / "full"))
+    full = train(cfg)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_3(epoch, model, tracker):
+        if epoch == 3:
+            raise Stop  # the checkpoint holds epochs 1..2
+
+    cut = cfg.replace(output=str(tmp_path / "cut"))
+    with pytest.raises(Stop):
+        train(cut, on_epoch_end=stop_at_3)
+    resumed = train(cut.replace(resume=True))
+    cols = [c for c in full.history.columns if c != "epoch_seconds"]
+    pd.testing.assert_frame_equal(resumed.history[cols], full.history[cols], check_exact=True)
+    plain = train(cfg.replace(augment=False, output="")).history[cols]
+    assert not plain["train_loss"].equals(full.history["train_loss"])  # the augmentation did change the losses
+
+
 def test_folder_transforms_crop_to_image_size(folder):
     data = image_folder_data(folder, image_size=12, size=10)
     assert data.sample_shape == (12, 12, 3) and data.num_train == 10 and data.name == folder.name
