@@ -66,7 +66,7 @@ def reference(in_memory):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_image_folder_trains_exactly_as_the_same_images_in_memory(folder, reference, workers, one_thread):
     got = history(Config(**TINY, dataset=str(folder), num_workers=workers))
-    assert reference["forward_only_samples"].sum() > 0 and reference["n_reentered"].sum() >= 0  # tracking ran
+    assert reference["forward_only_samples"].sum() > 0  # the tracking pass ran
     assert reference["backprop_samples"].iloc[-1] < 36  # samples were excluded
     pd.testing.assert_frame_equal(got, reference, check_exact=True)  # every column, bit for bit
 
