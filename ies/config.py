@@ -17,13 +17,15 @@ from .data import DATASETS
 from .models import MODELS
 from .recheck import parse_bins, parse_mode
 from .selectors import SELECTORS
+from .streaming import is_folder_path
 from .transforms import ATTRIBUTES, NOISE_TYPES
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("exponential", "constant", "cosine")
 LOSS_SOURCES = ("training", "clean")
 LOSS_SOURCE_ALIASES = {"official": "training"}  # the name before 0.2, still accepted
-RUN_CONTROL_FIELDS = frozenset({"resume", "progress", "output", "checkpoint_every", "device", "data_dir"})
+RUN_CONTROL_FIELDS = frozenset({"resume", "progress", "output", "checkpoint_every", "device", "data_dir",
+                                "num_workers"})
 """Fields that say how a run is executed, not what it computes: a checkpoint resumes across them and
 a sweep's cache ignores them."""
 
@@ -38,15 +40,25 @@ class Config:
     # ---- data
     dataset: str = "mnist1d"
     """``mnist1d`` (generated offline), ``synthetic`` (tiny Gaussian blobs for tests), ``cifar10``,
-    ``cifar100``, or a path to an ``.npz`` file with uint8 ``x_train`` (N, H, W, C), ``y_train``,
-    ``x_test``, ``y_test``."""
+    ``cifar100``, a path to an ``.npz`` file with uint8 ``x_train`` (N, H, W, C), ``y_train``,
+    ``x_test``, ``y_test``, or a path to an ImageFolder root (``root/train/<class>/<image>`` and
+    ``root/val/<class>/<image>``, e.g. ImageNet): streamed from disk by DataLoader workers
+    (:mod:`ies.streaming`), not held in memory."""
     data_dir: str = ""
     """Dataset cache; empty = ``$IES_DATA_DIR`` or else ``data/`` of the repository."""
     dataset_size: int = 0
     """``mnist1d``/``synthetic``: number of samples generated (train + test, 0 = the default 5000);
     other datasets: keep this many training samples, a fixed random draw (0 = all)."""
     augment: bool = True
-    """Random crop (pad 4) and horizontal flip on image batches, done on the device."""
+    """Random crop (pad 4) and horizontal flip on image batches, done on the device; on an ImageFolder,
+    ``RandomResizedCrop(image_size)`` and flip in the DataLoader workers (see ``image_size``)."""
+    image_size: int = 224
+    """ImageFolder datasets: side S of the square inputs: training ``RandomResizedCrop(S)``, evaluation
+    resize to ``S * 8/7`` and centre crop S; 0 = the images as they are (all of one size; training
+    augmentation a random crop with padding 4 + flip). Not used by in-memory datasets."""
+    num_workers: int = 4
+    """ImageFolder datasets: DataLoader worker processes that decode the images (0 = in the training
+    process). The results do not depend on it. Not used by in-memory datasets."""
     label_noise: float = 0.0
     """Share of the training labels flipped (:mod:`ies.transforms`), in [0, 1); the test labels are never
     changed. The flips are drawn with ``seed`` (runs of one seed see the same noisy labels)."""
@@ -70,8 +82,9 @@ class Config:
     # ---- model and optimisation
     model: str = "auto"
     """``mlp``, ``cnn1d`` (MNIST-1D), ``small_cnn``, ``resnet18``, ``resnet34`` (32x32 images),
-    ``transformer`` (a 1-D patch transformer for signals, a tiny ViT for images: :mod:`ies.transformer`);
-    ``auto`` picks ``cnn1d`` for 1-D data and ``resnet18`` for images."""
+    ``transformer`` (a 1-D patch transformer for signals, a tiny ViT for images: :mod:`ies.transformer`),
+    ``imagenet_resnet18/34/50/101``, ``imagenet_densenet121`` (torchvision's ImageNet networks, 224x224,
+    no pretrained weights); ``auto`` picks ``cnn1d`` for 1-D data and ``resnet18`` for images."""
     epochs: int = 60
     """Number of training epochs."""
     batch_size: int = 64
@@ -209,13 +222,14 @@ class Config:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}{_suggest(value, allowed)}")
-        if self.dataset not in DATASETS and not self.dataset.endswith(".npz"):
+        if self.dataset not in DATASETS and not self.dataset.endswith(".npz") and not is_folder_path(self.dataset):
             raise ValueError(
-                f"dataset must be one of {tuple(DATASETS)} or a path to an .npz file, got {self.dataset!r}"
+                f"dataset must be one of {tuple(DATASETS)}, a path to an .npz file or an ImageFolder root "
+                f"directory, got {self.dataset!r}"
                 f"{_suggest(self.dataset, DATASETS)}"
             )
         _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, window=1, patience=1)
-        _at_least(self, checkpoint_every=0, seed=0)
+        _at_least(self, checkpoint_every=0, seed=0, image_size=0, num_workers=0)
         _check_transforms(self)
         for name in ("lr", "momentum", "weight_decay", "gamma", "threshold", "anneal_fraction"):
             value = getattr(self, name)

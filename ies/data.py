@@ -5,9 +5,10 @@ into one :class:`ArrayDataset` (CPU tensors); :class:`DeviceLoader` moves it to 
 once and then builds every batch there: shuffling with ``torch.randperm`` on the device, crop and flip
 of the whole batch at once, normalisation. That is the path of :func:`ies.train` and the CLI.
 
-ImageFolder-style directories (ImageNet scale) do not fit it: :func:`image_folder` gives a torchvision
-dataset decoded by DataLoader workers, for your own loop with :mod:`ies.generic` (one process) or
-:mod:`ies.distributed` (several); ``ies.train`` does not take them.
+ImageFolder-style directories (ImageNet scale) do not fit it: ``ies.train`` streams them from disk
+through DataLoader workers instead (:mod:`ies.streaming`; ``Config.dataset`` = the root). For your own
+loop, :func:`image_folder` gives one split as a torchvision dataset, to use with :mod:`ies.generic` (one
+process) or :mod:`ies.distributed` (several).
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ class ArrayDataset:
     @property
     def num_train(self) -> int:
         return int(self.y_train.shape[0])
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One input: ``(L,)`` or ``(H, W, C)``."""
+        return tuple(self.x_train.shape[1:])
 
     def subset(self, n: int) -> ArrayDataset:
         """``n`` training samples drawn at random with a fixed seed (the same ones in every run, kept in
@@ -234,8 +240,10 @@ def image_folder(root: str | os.PathLike, train: bool = True, image_size: int = 
     ``train=True``: ``RandomResizedCrop(image_size)`` + horizontal flip; ``train=False``: resize to
     ``image_size * 8/7`` and centre crop. Both end as normalised float ``(C, image_size, image_size)``.
 
-    This path does **not** go through :func:`ies.train` (which keeps the whole data set in memory on
-    the device); use it with the generic API in your own loop (it yields ``(x, y, index)``)::
+    This is for your own loop. :func:`ies.train` does not use this function: given a root holding
+    ``train/`` and ``val/`` (``Config.dataset``), it builds its own loaders (:mod:`ies.streaming`) with
+    the same crops, which return uint8 images and normalise them on the device. In your loop, use it with
+    the generic API (it yields ``(x, y, index)``)::
 
         from ies.generic import IndexedDataset, ActiveSampler
         data = IndexedDataset(image_folder("imagenet/train"))

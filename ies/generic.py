@@ -9,8 +9,9 @@ Two pieces:
   mastered ones, for the forward-only tracking pass), read from the tracker anew at the start of
   every epoch, shuffled with a seed that depends on the epoch.
 
-Use them for data that does not fit the device-resident loader of :func:`ies.train`
-(ImageFolder-style directories through :func:`ies.data.image_folder`, text, your own datasets)::
+Use them in a loop of your own, for data :func:`ies.train` does not take (text, your own datasets; it
+does take an ImageFolder root or any map-style dataset of ``(x, y)``, see :mod:`ies.streaming`), or with
+:func:`ies.data.image_folder`::
 
     data = IndexedDataset(train_set)
     train_loader = DataLoader(data, batch_size=64, sampler=ActiveSampler(tracker, seed=0), num_workers=4)

@@ -1,4 +1,5 @@
-"""Models: torchvision ResNets adapted to 32x32 images, and small nets that train fast on a CPU."""
+"""Models: torchvision ResNets adapted to 32x32 images, torchvision's ImageNet networks as published (for
+224x224 inputs), and small nets that train fast on a CPU."""
 
 from __future__ import annotations
 
@@ -72,6 +73,26 @@ def cifar_resnet(depth: int, num_classes: int, in_channels: int = 3) -> nn.Modul
     return net
 
 
+IMAGENET_NETS = ("resnet18", "resnet34", "resnet50", "resnet101", "densenet121")
+"""torchvision architectures registered as ``imagenet_<name>`` (the paper's Table 2 uses DenseNet-121,
+ResNet-34 and ResNet-101 on ImageNet-1k)."""
+
+
+def imagenet_net(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """torchvision's ``name`` (one of :data:`IMAGENET_NETS`) exactly as built for ImageNet (7x7 stride-2
+    stem and max-pool, for 224x224 inputs), without pretrained weights, its classifier run in fp32 (the
+    same initial weights: they are copied into the :class:`Float32Linear`)."""
+    if in_channels != 3:
+        raise ValueError(f"model 'imagenet_{name}' takes 3-channel images, got {in_channels} channels")
+    net = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    head = "fc" if hasattr(net, "fc") else "classifier"
+    old = getattr(net, head)
+    fc = Float32Linear(old.in_features, num_classes)
+    fc.load_state_dict(old.state_dict())
+    setattr(net, head, fc)
+    return net
+
+
 class FixedShapeCompiled(nn.Module):
     """``module`` compiled for batches of the sizes in ``batch_sizes``, run eagerly for any other size.
 
@@ -118,6 +139,7 @@ MODELS: dict[str, ModelSpec] = {
     "resnet18": ModelSpec(lambda shape, k: cifar_resnet(18, k, shape[-1]), "image"),
     "resnet34": ModelSpec(lambda shape, k: cifar_resnet(34, k, shape[-1]), "image"),
     "transformer": ModelSpec(lambda shape, k: transformer(shape, k), "any"),
+    **{f"imagenet_{n}": ModelSpec(lambda shape, k, n=n: imagenet_net(n, k, shape[-1]), "image") for n in IMAGENET_NETS},
 }
 """The registry of models by name (``Config.model``); add a model here, in one place."""
 

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import streaming
 from .config import Config, subgroup_classes
-from .data import ArrayDataset, DeviceLoader, load_dataset
+from .data import ArrayDataset, DeviceLoader
 from .models import FixedShapeCompiled, build_model
 from .selectors import SELECTOR_SEED_OFFSET, SELECTORS, Selector
 from .transforms import Truth, apply_transforms
@@ -66,13 +67,13 @@ class Run:
 
     cfg: Config
     device: torch.device
-    data: ArrayDataset
+    data: ArrayDataset | streaming.StreamingData
     model: nn.Module
     step_model: nn.Module
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
-    train_data: DeviceLoader
-    test_data: DeviceLoader
+    train_data: DeviceLoader | streaming.StreamingLoader
+    test_data: DeviceLoader | streaming.StreamingLoader
     selector: Selector
     generators: dict[str, torch.Generator]
     eval_batch_size: int
@@ -89,15 +90,20 @@ def transformed(cfg: Config, data: ArrayDataset) -> tuple[ArrayDataset, Truth]:
                             subgroup_attribute=cfg.subgroup_attribute, seed=cfg.seed)
 
 
-def build_run(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | None = None) -> Run:
-    """Seed, load the data (or take ``dataset``), apply the config's transforms to it (:func:`transformed`),
+def build_run(cfg: Config, dataset: ArrayDataset | streaming.StreamingData | None = None,
+              model: nn.Module | None = None) -> Run:
+    """Seed, load the data (or take ``dataset``; a :class:`~ies.streaming.StreamingData` or an ImageFolder
+    root is served by DataLoader workers), apply the config's transforms to it (:func:`transformed`),
     build the model (or take ``model``), the optimiser, the loaders and the selector of ``cfg``."""
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    data = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir, cfg.dataset_size)
+    data = dataset if dataset is not None else streaming.load(cfg)
+    is_streaming = isinstance(data, streaming.StreamingData)
+    if is_streaming:
+        streaming.check_transforms(cfg)
     data, truth = transformed(cfg, data)
     if model is None:
-        model = build_model(cfg.model, tuple(data.x_train.shape[1:]), data.num_classes)
+        model = build_model(cfg.model, data.sample_shape, data.num_classes)
     model = model.to(device)
     cuda = device.type == "cuda"
     if cuda and cfg.channels_last and data.is_image:
@@ -115,10 +121,14 @@ def build_run(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module
     if cfg.class_cap < 1:  # the given (possibly noisy) labels, or the subgroup
         selector.set_cap_groups(data.y_train if cfg.cap_by == "class" else truth.group_train)
     # channels_last image batches on every device; the model is converted on CUDA only (above)
-    train_data = DeviceLoader(data.x_train, data.y_train, device, mean=data.mean, std=data.std,
-                              augment=cfg.augment, generator=generators["loader"], channels_last=cfg.channels_last)
-    test_data = DeviceLoader(data.x_test, data.y_test, device, mean=data.mean, std=data.std,
-                             channels_last=cfg.channels_last)
+    if is_streaming:
+        train_data, test_data = streaming.loaders(data, device, generators["loader"], augment=cfg.augment,
+                                                  num_workers=cfg.num_workers, channels_last=cfg.channels_last)
+    else:
+        train_data = DeviceLoader(data.x_train, data.y_train, device, mean=data.mean, std=data.std,
+                                  augment=cfg.augment, generator=generators["loader"], channels_last=cfg.channels_last)
+        test_data = DeviceLoader(data.x_test, data.y_test, device, mean=data.mean, std=data.std,
+                                 channels_last=cfg.channels_last)
     selector.prepare(train_data.y)
     grad_params = [p for p in model.parameters() if p.requires_grad] if cfg.track_grad_norm else None
     return Run(cfg, device, data, model, step_model, opt, sched, train_data, test_data, selector, generators,

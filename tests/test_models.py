@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 from ies import Config
@@ -21,6 +22,20 @@ def test_cifar_resnet_is_the_usual_cifar_network(depth, count):
     assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
     assert isinstance(net.maxpool, nn.Identity) and isinstance(net.fc, Float32Linear)
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["resnet101", "densenet121"])
+def test_imagenet_nets_are_torchvisions_with_the_same_initial_weights(name):
+    torch.manual_seed(0)
+    net = build_model(f"imagenet_{name}", (224, 224, 3), 1000)
+    torch.manual_seed(0)
+    ref = torchvision.models.get_model(name, weights=None, num_classes=1000)
+    ours, theirs = net.state_dict(), ref.state_dict()
+    assert list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    head = net.fc if name.startswith("resnet") else net.classifier
+    assert isinstance(head, Float32Linear)
+    with pytest.raises(ValueError, match="takes 3-channel images"):
+        build_model(f"imagenet_{name}", (224, 224, 1), 10)
 
 
 def test_resnet18_keeps_32x32_resolution_in_the_first_stage():

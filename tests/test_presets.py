@@ -1,5 +1,7 @@
 """Named presets: registered Config overrides, applied before the explicit options."""
 
+import json
+
 import pytest
 
 from ies import Config
@@ -35,3 +37,28 @@ def test_unknown_preset_is_one_clear_error(capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1
     assert err.startswith("error: preset must be one of") and "did you mean 'cifar-cpu'" in err
+
+
+def test_imagenet_preset_is_the_papers_recipe_and_runs_on_an_image_folder(tmp_path, capsys):
+    values = preset("imagenet")  # /work/shared/paper-facts.md: ImageNet-1k, Table 2's ResNet-101 / SGD(E)
+    assert {k: values[k] for k in ("epochs", "batch_size", "threshold", "anneal_fraction")} == {
+        "epochs": 150, "batch_size": 128, "threshold": 1.0, "anneal_fraction": 0.1}
+    assert (values["model"], values["optimizer"], values["lr"], values["schedule"], values["gamma"]) == (
+        "imagenet_resnet101", "sgd", 0.1, "exponential", 0.96)
+    assert (values["momentum"], values["weight_decay"]) == (0.9, 5e-4)
+    from PIL import Image
+
+    root = tmp_path / "imagenet"
+    for split in ("train", "val"):
+        for c in ("n01", "n02"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (40, 48), (80 * i, 100 if c == "n01" else 0, 50)).save(root / split / c / f"{i}.jpg")
+    args = ["train", "--preset", "imagenet", "--dataset", str(root), "--model", "small_cnn", "--epochs", "1",
+            "--image-size", "32", "--num-workers", "0", "--device", "cpu", "--no-progress", "--output",
+            str(tmp_path / "out")]
+    assert _config_from(build_parser().parse_args(args)).epochs == 1
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["config"]["threshold"] == 1.0 and metrics["config"]["batch_size"] == 128
+    assert metrics["config"]["dataset"] == str(root) and json.loads(capsys.readouterr().out)["backprop_saving"] == 0
