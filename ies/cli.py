@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -78,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _config_from(args) if args.command == "train" else _config_from(args, skip=("output", "resume"))
         if args.command == "train":
-            result = train(cfg)
+            result = train(cfg)  # under torchrun: every rank trains its share, rank 0 writes and prints
             keys = ("test_accuracy", "best_test_accuracy", "backprop_saving", "compute_saving", "wall_time_s")
-            print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
+            if os.environ.get("RANK", "0") == "0":
+                print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
             return 0
         return _compare(cfg, Path(args.output))
     except (FileNotFoundError, ValueError) as e:  # bad values, data paths, offline datasets, resume, mismatch
