@@ -15,8 +15,9 @@ What each epoch does on ``R`` ranks (:class:`Distributed`, hooks of :func:`ies.t
 
 - ``Config.batch_size`` stays the *global* batch ``B``; ``R`` must divide it; each rank steps on ``B / R``.
   Every rank draws the same permutation of ``plan.train`` from the loader generator (identical on every
-  rank) and takes positions ``r, r + R, ...`` of each global batch (:func:`shard`); a remainder batch of
-  ``m < B`` samples is split as evenly, and a rank whose share is empty steps on an empty batch. DDP's
+  rank) and takes the ``r``-th block of ``B / R`` positions of each global batch (:func:`shard`); of a
+  remainder batch of ``m < B`` samples the first ranks take full blocks, and a rank whose share is
+  empty steps on an empty batch (a zero gradient, but DDP's collectives stay in step). DDP's
   all-reduce is weighted (:func:`share_hook`): rank ``r``'s mean gradient counts ``m_r / m``, so every
   step is the gradient of the mean over the global batch, as in one process with batch ``B``;
 - the tracking pass (mastered samples) and the test evaluation are sharded the same way, without
@@ -38,7 +39,8 @@ Versus one process at the same global batch (tested with gloo on the CPU for a m
 no augmentation): the same order and the same decisions; floats agree to rounding, since each gradient,
 loss sum and evaluation sum is summed in another order. What differs by design: augmented batches (other
 random streams), and BatchNorm, which normalises each rank's ``B / R`` samples by their own statistics
-(a rank's share of a remainder batch may even be a single sample, which BatchNorm rejects in training).
+(a rank's share of a remainder batch is a single sample, which BatchNorm rejects in training, with
+probability about ``R / B`` per epoch, as one process at batch ``B / R``).
 ``SyncBatchNorm`` would restore the global statistics on CUDA; it is not wired in. Selectors with loss
 weights, a backward filter or a validation split (``infobatch``, ``small_loss_rescale``,
 ``selective_backprop``, ``early_stop``) and ``compile=True`` are refused by :func:`check`.
@@ -125,13 +127,16 @@ def session(cfg: Config) -> Iterator[Distributed | None]:
 
 
 def shard(indices: torch.Tensor, batch_size: int, rank: int, world: int) -> tuple[torch.Tensor, list[int]]:
-    """Rank ``rank``'s share of ``indices`` ``(n,)`` served in global batches of ``batch_size``: positions
-    ``rank, rank + world, ...`` of each global batch, in order, ``(about n / world,)``; and the sizes of
-    the global batches (``batch_size`` each, the remainder last)."""
-    n = indices.numel()
+    """Rank ``rank``'s share of ``indices`` ``(n,)`` served in global batches of ``batch_size``: the
+    ``rank``-th block of ``b = ceil(batch_size / world)`` positions of each global batch, in order (a
+    remainder batch of ``m`` fills ``m // b`` blocks, one partial block, then empty ones); and the sizes
+    of the global batches (``batch_size`` each, the remainder last). Blocks rather than every
+    ``world``-th position: a share of one sample (which BatchNorm rejects in training) then needs
+    ``m % b == 1``, as likely as a remainder of one in one process at batch ``b``."""
+    n, b = indices.numel(), -(-batch_size // world)
     full = n // batch_size
-    head = indices[: full * batch_size].view(full, batch_size)[:, rank::world].reshape(-1)
-    tail = indices[full * batch_size :][rank::world]
+    head = indices[: full * batch_size].view(full, batch_size)[:, rank * b : (rank + 1) * b].reshape(-1)
+    tail = indices[full * batch_size :][rank * b : (rank + 1) * b]
     return torch.cat([head, tail]), [batch_size] * full + ([n - full * batch_size] if n % batch_size else [])
 
 
