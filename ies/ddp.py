@@ -87,13 +87,14 @@ def check(cfg: Config, world: int) -> None:
                          f"{', '.join(SUPPORTED_SELECTORS)} (or one process)")
     if cfg.compile:
         raise ValueError("compile=True does not run on several processes yet; use --no-compile")
-    if cfg.device.startswith("mps"):
-        raise ValueError(f"device={cfg.device!r}: several processes need cuda or cpu")
+    if cfg.device.startswith("mps") or cfg.device.startswith("cuda:"):
+        raise ValueError(f"device={cfg.device!r} on several processes: use auto, cuda (rank r takes "
+                         "cuda:LOCAL_RANK) or cpu")
 
 
 def device_for(cfg: Config, local_rank: int) -> str:
     """The device of the process with ``local_rank``: ``cuda:LOCAL_RANK`` for ``auto`` and ``cuda`` when
-    CUDA is available, else ``cpu`` for ``auto``; an explicit ``cuda:N`` or ``cpu`` is kept."""
+    CUDA is available, else ``cpu`` for ``auto``; ``cpu`` is kept."""
     if cfg.device in ("auto", "cuda") and torch.cuda.is_available():
         return f"cuda:{local_rank}"
     return "cpu" if cfg.device == "auto" else cfg.device
@@ -193,12 +194,13 @@ class ShardedLoader:
         mine, sizes = shard(indices, batch_size, self.rank, self.world)
         local = -(-batch_size // self.world)
         served = iter(self.loader.batches(mine, local, shuffle=False, augment=augment))
-        empty = None
+        last = None
         for size in sizes:
             batch = next(served, None)
-            if batch is None:  # this rank's share of the remainder batch is empty: still one step
-                empty = empty or tuple(t[:0] for t in next(iter(self.loader.batches(indices[:1], 1))))
-                batch = empty
+            if batch is None:  # this rank's share of the remainder batch is empty: still one step, on none
+                last = last if last is not None else next(iter(self.loader.batches(indices[:1], 1)))
+                batch = tuple(t[:0] for t in last)
+            last = batch
             self.share.weight = batch[2].shape[0] / size
             yield batch
 
