@@ -95,6 +95,8 @@ def _compare(cfg: Config, out: Path) -> int:
         "baseline": train(cfg.replace(threshold=0.0, output=str(out / "baseline"))),
         "ies": train(cfg.replace(threshold=threshold, output=str(out / "ies"))),
     }
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone prints
+        return 0
     base = runs["baseline"].metrics
     print(f"\n{'method':<10}{'test acc':>10}{'best acc':>10}{'backprop saved':>16}{'compute saved':>15}"
           f"{'wall s':>9}{'time ratio':>12}")

@@ -8,7 +8,8 @@ Launch it as any DDP program (one process per GPU; on a CPU, processes with the 
 :func:`ies.train` finds torchrun's environment (``WORLD_SIZE`` > 1, ``RANK``, ``LOCAL_RANK``; see
 :func:`session`), checks the configuration on every rank before any collective (:func:`check`: the same
 one-line ``ValueError`` everywhere, no rank left waiting), initialises the process group (``nccl`` on
-``cuda:LOCAL_RANK``, ``gloo`` on the CPU) and destroys it at the end. A group the caller initialised
+``cuda:LOCAL_RANK``, ``gloo`` on the CPU), keeps it for the process's later runs (``compare`` trains two)
+and destroys it when the process exits. A group the caller initialised
 (``torch.multiprocessing.spawn``, a user's script) is used as it is and left alone.
 
 What each epoch does on ``R`` ranks (:class:`Distributed`, hooks of :func:`ies.training.run_epoch`):
@@ -48,6 +49,7 @@ weights, a backward filter or a validation split (``infobatch``, ``small_loss_re
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Iterator
@@ -103,8 +105,8 @@ def device_for(cfg: Config, local_rank: int) -> str:
 @contextlib.contextmanager
 def session(cfg: Config) -> Iterator[Distributed | None]:
     """The process group of a run: ``None`` in one process; else a :class:`Distributed` on the group the
-    caller initialised, or on one initialised here from torchrun's environment and destroyed on exit.
-    :func:`check` runs first on every rank."""
+    caller initialised, or on one initialised here from torchrun's environment (destroyed when the
+    process exits). :func:`check` runs first on every rank."""
     if dist.is_available() and dist.is_initialized():
         world, rank = dist.get_world_size(), dist.get_rank()
         local = environment()[2] if "LOCAL_RANK" in os.environ else rank
@@ -121,10 +123,10 @@ def session(cfg: Config) -> Iterator[Distributed | None]:
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    try:
-        yield Distributed(rank, world, device)
-    finally:
-        dist.destroy_process_group()
+    # kept for the process's next runs (``compare`` trains two): a group re-initialised on torchrun's store
+    # would read the old group's addresses
+    atexit.register(lambda: dist.destroy_process_group() if dist.is_initialized() else None)
+    yield Distributed(rank, world, device)
 
 
 def shard(indices: torch.Tensor, batch_size: int, rank: int, world: int) -> tuple[torch.Tensor, list[int]]:
