@@ -40,8 +40,8 @@ Versus one process at the same global batch (tested with gloo on the CPU for a m
 no augmentation): the same order and the same decisions; floats agree to rounding, since each gradient,
 loss sum and evaluation sum is summed in another order. What differs by design: augmented batches (other
 random streams), and BatchNorm, which normalises each rank's ``B / R`` samples by their own statistics
-(a rank's share of a remainder batch is a single sample, which BatchNorm rejects in training, with
-probability about ``R / B`` per epoch, as one process at batch ``B / R``).
+(:func:`shard` gives no rank a single sample of a remainder batch, which BatchNorm rejects in
+training, unless ``B / R <= 2`` or the remainder is one sample, which one process rejects as well).
 ``SyncBatchNorm`` would restore the global statistics on CUDA; it is not wired in. Selectors with loss
 weights, a backward filter or a validation split (``infobatch``, ``small_loss_rescale``,
 ``selective_backprop``, ``early_stop``) and ``compile=True`` are refused by :func:`check`.
@@ -131,16 +131,20 @@ def session(cfg: Config) -> Iterator[Distributed | None]:
 
 def shard(indices: torch.Tensor, batch_size: int, rank: int, world: int) -> tuple[torch.Tensor, list[int]]:
     """Rank ``rank``'s share of ``indices`` ``(n,)`` served in global batches of ``batch_size``: the
-    ``rank``-th block of ``b = ceil(batch_size / world)`` positions of each global batch, in order (a
-    remainder batch of ``m`` fills ``m // b`` blocks, one partial block, then empty ones); and the sizes
-    of the global batches (``batch_size`` each, the remainder last). Blocks rather than every
-    ``world``-th position: a share of one sample (which BatchNorm rejects in training) then needs
-    ``m % b == 1``, as likely as a remainder of one in one process at batch ``b``."""
+    ``rank``-th block of ``b = ceil(batch_size / world)`` positions of each global batch, in order; and
+    the sizes of the global batches (``batch_size`` each, the remainder last). A remainder batch of
+    ``m`` fills ``m // b`` blocks, one partial block, then empty ones; where that partial block would be
+    a single sample (which BatchNorm rejects in training) and ``b > 2``, the block before gives it one
+    (``b - 1`` and ``2``). The gradient does not depend on the split (:func:`share_hook`)."""
     n, b = indices.numel(), -(-batch_size // world)
-    full = n // batch_size
+    full, m = n // batch_size, n % batch_size
     head = indices[: full * batch_size].view(full, batch_size)[:, rank * b : (rank + 1) * b].reshape(-1)
-    tail = indices[full * batch_size :][rank * b : (rank + 1) * b]
-    return torch.cat([head, tail]), [batch_size] * full + ([n - full * batch_size] if n % batch_size else [])
+    start, stop = min(m, rank * b), min(m, (rank + 1) * b)
+    if m % b == 1 and m > b > 2:
+        single = m // b  # the rank whose share would be one sample
+        start, stop = start - (rank == single), stop - (rank == single - 1)
+    tail = indices[full * batch_size :][start:stop]
+    return torch.cat([head, tail]), [batch_size] * full + ([m] if m else [])
 
 
 @dataclass

@@ -35,6 +35,10 @@ def test_shard_takes_one_block_of_each_global_batch():
     assert shard(idx, 4, 1, 2)[0].tolist() == [102, 103, 106, 107, 110]
     assert shard(idx, 4, 1, 2)[1] == [4, 4, 3]
     assert shard(idx[:1], 4, 1, 2)[0].tolist() == [] and shard(idx[:0], 4, 0, 2)[1] == []
+    # a remainder of 4 at local batch 3 would leave rank 1 one sample (BatchNorm rejects it): 2 and 2
+    ten = torch.arange(10)
+    assert shard(ten, 6, 0, 2)[0].tolist() == [0, 1, 2, 6, 7] and shard(ten, 6, 1, 2)[0].tolist() == [3, 4, 5, 8, 9]
+    assert shard(ten[:7], 6, 1, 2)[0].tolist() == [3, 4, 5]  # a remainder of one: rank 0's, as in one process
     # no-grad passes may use a batch the world size does not divide: every sample on exactly one rank
     parts = [shard(idx, 5, r, 3)[0] for r in range(3)]
     assert sorted(torch.cat(parts).tolist()) == idx.tolist()
