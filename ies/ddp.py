@@ -220,6 +220,7 @@ class Distributed:
     world: int
     device: str
     share: GradientShare = field(default_factory=GradientShare)
+    plain: tuple = field(default=(), repr=False)  # the run's own step model and loaders, while attached
 
     @property
     def writes(self) -> bool:
