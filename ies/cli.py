@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -78,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _config_from(args) if args.command == "train" else _config_from(args, skip=("output", "resume"))
         if args.command == "train":
-            result = train(cfg)
+            result = train(cfg)  # under torchrun: every rank trains its share, rank 0 writes and prints
             keys = ("test_accuracy", "best_test_accuracy", "backprop_saving", "compute_saving", "wall_time_s")
-            print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
+            if os.environ.get("RANK", "0") == "0":
+                print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
             return 0
         return _compare(cfg, Path(args.output))
     except (FileNotFoundError, ValueError) as e:  # bad values, data paths, offline datasets, resume, mismatch
@@ -93,6 +95,8 @@ def _compare(cfg: Config, out: Path) -> int:
         "baseline": train(cfg.replace(threshold=0.0, output=str(out / "baseline"))),
         "ies": train(cfg.replace(threshold=threshold, output=str(out / "ies"))),
     }
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone prints
+        return 0
     base = runs["baseline"].metrics
     print(f"\n{'method':<10}{'test acc':>10}{'best acc':>10}{'backprop saved':>16}{'compute saved':>15}"
           f"{'wall s':>9}{'time ratio':>12}")

@@ -34,7 +34,8 @@ A sketch (the pieces of :mod:`ies.generic`, with DDP)::
 With the device-resident :class:`~ies.data.DeviceLoader`, use ``sampler.indices().to(device)`` as the
 ``indices`` of ``loader.batches(..., shuffle=False)``. With a local batch ``b`` on ``R`` ranks, the
 global batch is ``R b``: the same gradient steps as one process with batch ``R b`` on the same order
-(tested with two processes on gloo). :func:`ies.train` itself runs in one process.
+(tested with two processes on gloo). :func:`ies.train` itself runs on several processes with these pieces
+when launched by ``torchrun`` (:mod:`ies.ddp`).
 """
 
 from __future__ import annotations

@@ -27,14 +27,15 @@ excluded from the next epoch's backprop; ``forward_samples``: sample-forwards of
 tracking passes (not the test evaluation)."""
 
 
-def summarize(config: dict, rows: list[dict], wall_time_s: float, num_train: int, stopped: bool = False) -> dict:
+def summarize(config: dict, rows: list[dict], wall_time_s: float, num_train: int, stopped: bool = False,
+              world_size: int = 1) -> dict:
     """The summary of a run (``metrics.json``):
 
     - ``test_accuracy`` (final) and ``best_test_accuracy`` (best over epochs, the paper's metric);
     - ``backprop_saving`` = 1 - backprop sample-passes / (N x epochs);
     - ``compute_saving`` = 1 - (forward + 2 x backward sample-passes) / (3 x N x epochs), a backward
       costing two forwards; ``flop_ideal_speedup`` = 1 / (1 - compute_saving);
-    - wall time, counts and the configuration.
+    - wall time, counts, ``world_size`` (the processes that ran it, :mod:`ies.ddp`) and the configuration.
 
     ``epochs`` is the number of epochs run, or, for a run its selector ``stopped`` early (conventional
     early stopping, ``stopped_early``), the configured ``config["epochs"]``: the saving is against the
@@ -60,6 +61,7 @@ def summarize(config: dict, rows: list[dict], wall_time_s: float, num_train: int
         "epochs_completed": epochs,
         "stopped_early": bool(stopped),
         "num_train": num_train,
+        "world_size": world_size,
         "config": config,
     }
 

@@ -25,8 +25,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import ddp as ddp_
 from .config import RUN_CONTROL_FIELDS, Config
 from .data import ArrayDataset
+from .ddp import Distributed
 from .epoch import epoch_row, evaluate, track_pass, train_pass
 from .group_report import write_group_report
 from .history import HISTORY_COLUMNS, RunFolder, summarize
@@ -86,9 +88,10 @@ class PhaseClock:
         self.last = now
 
 
-def run_epoch(run: Run, epoch: int, phases: dict[str, float] | None = None) -> dict:
+def run_epoch(run: Run, epoch: int, phases: dict[str, float] | None = None, ddp: Distributed | None = None) -> dict:
     """Epoch ``epoch`` (0-based) of ``run``: plan, train, track, decide, evaluate; its history row.
-    ``phases``: add each phase's seconds to it (keys ``plan``, ``train``, ``track``, ``decide``, ``evaluate``)."""
+    ``phases``: add each phase's seconds to it (keys ``plan``, ``train``, ``track``, ``decide``, ``evaluate``).
+    ``ddp``: this rank of a run on several processes (:mod:`ies.ddp`), attached to ``run``."""
     cfg, selector = run.cfg, run.selector
     t0 = time.perf_counter()
     clock = PhaseClock(phases, run.device)
@@ -98,6 +101,8 @@ def run_epoch(run: Run, epoch: int, phases: dict[str, float] | None = None) -> d
     from_training = cfg.loss_source == "training"
     stats = train_pass(run.step_model, run.opt, run.train_data, plan, cfg.batch_size, run.amp,
                        selector.observe if from_training else None, run.grad_params, keep=selector.keep)
+    if ddp is not None:
+        ddp.after_train(run)
     clock("train")
     if from_training:  # as the authors: eval mode, no grad, the training augmentation
         tracked = track_pass(run.step_model, run.train_data, plan.track, run.eval_batch_size, selector.observe,
@@ -107,11 +112,15 @@ def run_epoch(run: Run, epoch: int, phases: dict[str, float] | None = None) -> d
                              run.amp, augment=False)
     clock("track")
     run.sched.step()
+    if ddp is not None:
+        ddp.combine(selector)  # every rank's losses, then the same decision on every rank
     selector.end_epoch(epoch)
     clock("decide")
     test = evaluate(run.step_model, run.test_data, run.eval_batch_size, run.amp)
     val = selector.validation  # early stopping's split of the training set: eval mode, no augmentation
     val_result = None if val is None else evaluate(run.step_model, run.train_data, run.eval_batch_size, run.amp, val)
+    if ddp is not None:
+        test = ddp.reduce(stats, test)  # the global counts and sums
     row = epoch_row(epoch, lr, plan, stats, tracked, selector.stats(), test, len(run.test_data),
                     cfg.track_grad_norm, val_result, 0 if val is None else int(val.numel()))
     clock("evaluate")
@@ -153,24 +162,39 @@ def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | N
         on_epoch_end: called after each epoch's evaluation as ``on_epoch_end(epoch, model, tracker)``
             (``epoch`` 1-based); a returned dict of numbers becomes extra history columns (the same
             keys every epoch). It must leave the model's weights and buffers as it found them.
+
+    Launched by ``torchrun`` (or in a process group already initialised), every rank runs its share of the
+    run and rank 0 writes it (:mod:`ies.ddp`).
     """
+    with ddp_.session(cfg) as ddp:
+        return _train(cfg if ddp is None else cfg.replace(device=ddp.device), dataset, model, on_epoch_end, ddp)
+
+
+def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, on_epoch_end: EpochHook | None,
+           ddp: Distributed | None) -> RunResult:
     run = build_run(cfg, dataset, model)
+    if ddp is not None:
+        ddp.attach(run)
+    world = 1 if ddp is None else ddp.world
     tracker = getattr(run.selector, "tracker", None)
     folder = RunFolder(cfg.output) if cfg.output else None
-    state = _resume(run, folder) if cfg.resume else {}
+    state = _resume(run, folder, ddp) if cfg.resume else {}
+    writes = ddp is None or ddp.writes  # rank 0 alone writes the run's files
+    out = folder if writes else None
     rows = state.get("history", [])
     cols = EpochColumns(state.get("loss_cols", []), state.get("mastered_cols", []), state.get("fitted_cols", []))
     # the per-group report (groups.csv) needs each epoch's exclusion mask and which samples are fitted
-    report = folder is not None and tracker is not None and hasattr(run.selector, "excluded")
+    report = out is not None and tracker is not None and hasattr(run.selector, "excluded")
     elapsed_before = float(state.get("elapsed", 0.0))
     stopped = bool(state.get("stopped", False))  # by the selector (early stopping): nothing left to run
-    if folder is not None:
-        folder.start(rows)
+    if out is not None:
+        out.start(rows)
     t_start = time.perf_counter()
     bar = tqdm(range(cfg.epochs if stopped else len(rows), cfg.epochs), desc="baseline" if cfg.is_baseline
-               else cfg.selector, unit="epoch", disable=not cfg.progress, initial=len(rows), total=cfg.epochs)
+               else cfg.selector, unit="epoch", disable=not (cfg.progress and writes), initial=len(rows),
+               total=cfg.epochs)
     for epoch in bar:
-        row = run_epoch(run, epoch)
+        row = run_epoch(run, epoch, ddp=ddp)
         cols.add(run, tracker, cfg.keep_loss_matrix, report)
         if on_epoch_end is not None:
             row.update(on_epoch_end(epoch + 1, run.model, tracker) or {})
@@ -178,11 +202,12 @@ def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | N
         stopped = run.selector.should_stop(row)
         bar.set_postfix(acc=f"{row['test_accuracy']:.3f}", mastered=row["n_mastered"], loss=f"{row['train_loss']:.3g}")
         elapsed = elapsed_before + time.perf_counter() - t_start
-        if folder is not None:
-            folder.append(row, len(rows) == 1, summarize(cfg.to_dict(), rows, elapsed, run.data.num_train, stopped))
-            last = epoch + 1 == cfg.epochs or stopped
-            if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
-                _save(run, folder, rows, cols, elapsed, stopped)
+        if out is not None:
+            out.append(row, len(rows) == 1, summarize(cfg.to_dict(), rows, elapsed, run.data.num_train, stopped,
+                                                      world))
+        last = epoch + 1 == cfg.epochs or stopped
+        if folder is not None and cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+            _save(run, out, rows, cols, elapsed, stopped, ddp)  # every rank: it gathers their random states
         if row["n_active"] and not math.isfinite(row["train_loss"]) and not cfg.allow_nonfinite:
             bar.close()
             raise FloatingPointError(f"epoch {epoch + 1}: the mean training loss is {row['train_loss']}; lower lr, "
@@ -190,13 +215,15 @@ def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | N
         if stopped:
             break
     bar.close()
+    if ddp is not None:
+        ddp.detach(run)
     metrics = summarize(cfg.to_dict(), rows, elapsed_before + time.perf_counter() - t_start, run.data.num_train,
-                        stopped)
+                        stopped, world)
     if report and cols.excluded:
-        metrics["groups"] = write_group_report(folder.path, run, torch.stack(cols.excluded, dim=1),
+        metrics["groups"] = write_group_report(out.path, run, torch.stack(cols.excluded, dim=1),
                                                torch.stack(cols.fitted, dim=1))
-    if folder is not None:
-        folder.write_metrics(metrics)
+    if out is not None:
+        out.write_metrics(metrics)
     stack = lambda c: torch.stack(c, dim=1) if c and cfg.keep_loss_matrix else None  # noqa: E731
     return RunResult(cfg, pd.DataFrame(rows, columns=list(rows[0]) if rows else HISTORY_COLUMNS), metrics,
                      run.model, tracker, stack(cols.losses), stack(cols.excluded), run.truth)
@@ -207,17 +234,23 @@ def resumable(cfg: Config) -> dict:
     return {k: v for k, v in cfg.to_dict().items() if k not in RUN_CONTROL_FIELDS}
 
 
-def _save(run: Run, folder: RunFolder, rows: list[dict], cols: EpochColumns, elapsed: float, stopped: bool) -> None:
+def _save(run: Run, folder: RunFolder | None, rows: list[dict], cols: EpochColumns, elapsed: float, stopped: bool,
+          ddp: Distributed | None = None) -> None:
+    """Write the checkpoint into ``folder`` (``None``: a rank that does not write, but gives its random state)."""
+    rng = [ckpt.rng_state(run.generators)] if ddp is None else ddp.gather_rng(run.generators)
+    if folder is None:
+        return
     ckpt.save(folder.checkpoint, {
         "config": resumable(run.cfg), "model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
         "scheduler": run.sched.state_dict(), "selector": run.selector.state_dict(),
-        "rng": ckpt.rng_state(run.generators), "history": rows, **cols.state(), "elapsed": elapsed,
-        "stopped": stopped,
+        "rng": rng[0], "history": rows, **cols.state(), "elapsed": elapsed, "stopped": stopped,
+        "world_size": len(rng), **({"rng_ranks": rng} if ddp is not None else {}),
     })
 
 
-def _resume(run: Run, folder: RunFolder) -> dict:
-    """Load ``folder``'s checkpoint into ``run``; returns it (history, matrices, elapsed time)."""
+def _resume(run: Run, folder: RunFolder, ddp: Distributed | None = None) -> dict:
+    """Load ``folder``'s checkpoint into ``run`` (this rank's random state, under ``ddp``); returns it
+    (history, matrices, elapsed time)."""
     state = ckpt.load(folder.checkpoint, map_location=run.device)
     if state["config"] != resumable(run.cfg):
         raise ValueError("resume: the checkpoint was written by a different configuration")
@@ -225,6 +258,6 @@ def _resume(run: Run, folder: RunFolder) -> dict:
     run.opt.load_state_dict(state["optimizer"])
     run.sched.load_state_dict(state["scheduler"])
     run.selector.load_state_dict(state["selector"])
-    ckpt.set_rng_state(state["rng"], run.generators)
+    ckpt.set_rng_state(ddp_.checkpoint_rng(state, ddp), run.generators)
     return {**state, "history": list(state["history"]), "loss_cols": list(state.get("loss_cols", [])),
             "mastered_cols": list(state.get("mastered_cols", [])), "fitted_cols": list(state.get("fitted_cols", []))}
