@@ -11,12 +11,11 @@ Prints JSON. ``python benchmarks/tracker_dtype.py [--seeds 0,1] [--thresholds 5e
    sample-epochs of each dtype.
 2. ``runs``: IES runs (``threshold`` 1e-3) with each ``tracker_dtype``: backprop saving and test accuracy.
 
-Why they differ: float16 keeps 11 significant bits (a relative step of 2^-11 ~ 4.9e-4 near 1, 2^-10
-between 1 and 2) and bfloat16 8 (2^-8 ~ 3.9e-3). A second difference ``|L(t) - 2 L(t-1) + L(t-2)|``
-of losses near ``L`` then carries a rounding error of up to about ``2 L * 2^-11`` (float16), which is
-``1e-3``, the threshold, at ``L ~ 1``: there a decision is decided by rounding. Small losses (the
-ones IES masters) are stored with the same relative precision, so their differences keep their
-accuracy relative to their size; only while ``L`` is large next to ``delta / eps`` is the decision noisy.
+Why they differ: rounding to float16 (unit roundoff u = 2^-11 ~ 4.9e-4) or bfloat16 (u = 2^-8 ~ 3.9e-3)
+moves each stored loss ``L`` by up to ``u L``, hence a second difference ``L(t) - 2 L(t-1) + L(t-2)``
+by up to ``4 u L``: as large as delta = 1e-3 from ``L ~ 0.5`` (float16) or ``L ~ 0.06`` (bfloat16) up,
+where the decision of a sample near the threshold is then one of rounding. The samples IES masters
+have small losses, whose differences keep their precision relative to their size.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ the history of those only, in a local ``MasteryTracker`` over local indices ``i 
    :class:`~ies.distributed.DistributedActiveSampler`, which reads :attr:`ShardedTracker.mastered`) and
    :meth:`~ShardedTracker.record`\\ s those losses under their *global* indices; they are buffered;
 2. :meth:`~ShardedTracker.step` sends each buffered loss to its owner (one ``all_to_all`` of the counts,
-   then one of int32 local indices and one of the losses in the storage dtype: 8 bytes a pair with
-   float32, 6 with float16), the owners decide for their samples, and one ``all_gather`` of the owners'
+   then one of int32 local indices and one of the losses' bytes in the storage dtype: 8 bytes a pair
+   with float32, 6 with float16), the owners decide for their samples, and one ``all_gather`` of the owners'
    decisions packed 8 to a byte makes the global ``(N,)`` mastered mask known to every rank.
 
 A rank sends about ``(N / R) (1 - 1/R)`` pairs and ``(R - 1) N / (8 R)`` bytes of decisions per epoch:
@@ -46,7 +46,6 @@ from .tracker import MasteryTracker
 
 _BITS = 2 ** torch.arange(8, dtype=torch.uint8)
 _all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # the new name, or the old
-_AS_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # losses travel as raw bits
 
 
 def pack_bits(mask: torch.Tensor) -> torch.Tensor:
@@ -165,15 +164,18 @@ class ShardedTracker:
         Returns:
             ``(num_samples,)`` bool, True = mastered, the same on every rank; also :attr:`mastered`.
         """
+        if self.world_size == 1 and not (dist.is_available() and dist.is_initialized()):
+            return step_all([self], recheck)  # one rank, no process group: nothing to exchange
         idx, values, counts = self._outgoing()
         received = torch.empty_like(counts)
         dist.all_to_all_single(received, counts, group=self.group)
         send, recv = counts.tolist(), received.tolist()
         got_idx = idx.new_empty(sum(recv))
         dist.all_to_all_single(got_idx, idx, recv, send, group=self.group)
-        as_int = _AS_INT[values.element_size()]
-        got = values.new_empty(sum(recv)).view(as_int)
-        dist.all_to_all_single(got, values.view(as_int), recv, send, group=self.group)
+        size = values.element_size()  # the losses travel as raw bytes (gloo has no 16-bit types)
+        got = values.new_empty(sum(recv)).view(torch.uint8)
+        dist.all_to_all_single(got, values.contiguous().view(torch.uint8), [c * size for c in recv],
+                               [c * size for c in send], group=self.group)
         self._deliver(got_idx, got.view(self.dtype))
         packed = self._decide(recheck)
         gathered = packed.new_empty(self.world_size * packed.numel())

@@ -60,7 +60,7 @@ def test_simulated_world_equals_the_whole_tracker(world):
                 new.load_state_dict(old.state_dict())
         want = whole.step(recheck=recheck)
         for group in (ranks, resumed) if resumed is not None else (ranks,):
-            got = step_all(group, recheck=recheck)
+            got = step_all(group, recheck=recheck) if world > 1 else group[0].step(recheck=recheck)
             assert torch.equal(got, want), f"epoch {e + 1}"
             for r, tracker in enumerate(group):
                 assert torch.equal(tracker.mastered, want) and tracker.stats() == whole.stats()
@@ -89,38 +89,49 @@ def worker(rank, port, out):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
-        rng = np.random.default_rng(11)  # the same draws on both ranks
-        losses = _random_histories(rng, N, EPOCHS)
-        whole = MasteryTracker(N, 3e-2, **RULE)
-        sharded = ShardedTracker(N, 3e-2, **RULE)
-        rows = []
-        for e in range(EPOCHS):
-            recheck = e < 6 or e % 3 != 0
-            idx, values = _epoch_records(rng, losses, e, whole.mastered.numpy(), recheck)
-            owner = rng.integers(0, WORLD, size=len(idx))
-            both = rng.random(len(idx)) < 0.1  # recorded on both ranks, with slightly different values
-            mine = (owner == rank) | both
-            vals = torch.as_tensor(values[mine]) * (1 + 1e-3 * rank * torch.as_tensor(both[mine]))
-            for tracker in (whole, sharded):
-                tracker.record(torch.as_tensor(idx[mine][:5]), torch.full((min(5, int(mine.sum())),), 9.0))
-                tracker.record(torch.as_tensor(idx[mine]), vals)  # the last value of a rank counts
-            combine_losses(whole)
-            want, got = whole.step(recheck=recheck), sharded.step(recheck=recheck)
-            rows.append((want.clone(), got.clone(), whole.stats(), sharded.stats(), dict(sharded.comm)))
-        samplers = [DistributedActiveSampler(t, seed=3).indices() for t in (whole, sharded)]
-        torch.save({"rows": rows, "whole": whole.history()[rank::WORLD], "local": sharded.local.history(),
-                    "samplers": samplers}, f"{out}/rank{rank}.pt")
+        saved = {}
+        for dtype in (torch.float32, torch.float16):  # float16 losses travel as their 16 raw bits
+            saved[str(dtype)] = _gloo_run(rank, dtype)
+        torch.save(saved, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def _gloo_run(rank, dtype):
+    rng = np.random.default_rng(11)  # the same draws on both ranks
+    losses = _random_histories(rng, N, EPOCHS)
+    whole = MasteryTracker(N, 3e-2, **RULE, dtype=dtype)
+    sharded = ShardedTracker(N, 3e-2, **RULE, dtype=dtype)
+    rows = []
+    for e in range(EPOCHS):
+        recheck = e < 6 or e % 3 != 0
+        idx, values = _epoch_records(rng, losses, e, whole.mastered.numpy(), recheck)
+        owner = rng.integers(0, WORLD, size=len(idx))
+        both = rng.random(len(idx)) < 0.1  # recorded on both ranks, with slightly different values
+        mine = (owner == rank) | both
+        vals = torch.as_tensor(values[mine]) * (1 + 1e-2 * rank * torch.as_tensor(both[mine]))
+        for tracker in (whole, sharded):
+            tracker.record(torch.as_tensor(idx[mine][:5]), torch.full((min(5, int(mine.sum())),), 9.0))
+            tracker.record(torch.as_tensor(idx[mine]), vals)  # the last value of a rank counts
+        combine_losses(whole)
+        want, got = whole.step(recheck=recheck), sharded.step(recheck=recheck)
+        foreign = int((np.unique(idx[mine]) % WORLD != rank).sum())  # pairs sent: counts, pairs, packed bits
+        expect = 8 + (4 + whole.current.element_size()) * foreign + 13  # 13 = ceil(ceil(203 / 2) / 8)
+        rows.append((want.clone(), got.clone(), whole.stats(), sharded.stats(), sharded.comm["sent_bytes"], expect))
+    samplers = [DistributedActiveSampler(t, seed=3).indices() for t in (whole, sharded)]
+    return {"rows": rows, "whole": whole.history()[rank::WORLD], "local": sharded.local.history(),
+            "samplers": samplers}
 
 
 def test_two_gloo_processes_equal_combine_losses_on_a_whole_tracker(tmp_path):
     mp.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     for r in range(WORLD):
-        saved = torch.load(tmp_path / f"rank{r}.pt")
-        for want, got, want_stats, got_stats, comm in saved["rows"]:
-            assert torch.equal(want, got) and want_stats == got_stats
-            assert comm["sent_bytes"] > 0 and comm["received_bytes"] > 0
-        assert sum(int(row[0].sum()) for row in saved["rows"]) > 0
-        torch.testing.assert_close(saved["local"], saved["whole"], rtol=0, atol=0, equal_nan=True)
-        assert torch.equal(*saved["samplers"])
+        runs = torch.load(tmp_path / f"rank{r}.pt")
+        assert sorted(runs) == ["torch.float16", "torch.float32"]
+        for name, saved in runs.items():
+            assert str(saved["local"].dtype) == name
+            for want, got, want_stats, got_stats, sent, expect in saved["rows"]:
+                assert torch.equal(want, got) and want_stats == got_stats and sent == expect
+            assert sum(int(row[0].sum()) for row in saved["rows"]) > 0
+            torch.testing.assert_close(saved["local"], saved["whole"], rtol=0, atol=0, equal_nan=True)
+            assert torch.equal(*saved["samplers"])
