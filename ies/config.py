@@ -18,6 +18,7 @@ from .models import MODELS
 from .recheck import parse_bins, parse_mode
 from .selectors import SELECTORS
 from .streaming import is_folder_path
+from .tracker import TRACKER_DTYPES
 from .transforms import ATTRIBUTES, NOISE_TYPES
 
 OPTIMIZERS = ("sgd", "adam")
@@ -148,6 +149,10 @@ class Config:
     recheck_bins: str = "0.05,0.01,0.005,0.001"
     """``recheck=lr``: the learning-rate edges, comma-separated, strictly decreasing; the period is 1 +
     the number of edges above the epoch's learning rate."""
+    tracker_dtype: str = "float32"
+    """Storage dtype of the tracker's loss history (:class:`ies.MasteryTracker`; differences are taken in
+    float64 either way): ``float32``, or ``float16`` / ``bfloat16`` (half the history's memory, decisions
+    those of the rounded losses; their agreement with float32 is measured in ``benchmarks/tracker_dtype.py``)."""
 
     # ---- the peers: selectors beside IES (notebook 07)
     prune_ratio: float = 0.5
@@ -250,6 +255,8 @@ class Config:
             raise ValueError("random_budget must name a reference history.csv when selector='random'")
         object.__setattr__(self, "recheck", str(parse_mode(self.recheck)))  # "1" -> "every", " 5" -> "5"
         parse_bins(self.recheck_bins)
+        if self.tracker_dtype not in TRACKER_DTYPES:
+            raise ValueError(f"tracker_dtype must be one of {tuple(TRACKER_DTYPES)}, got {self.tracker_dtype!r}")
         if self.resume and not self.output:
             raise ValueError("resume needs output: the folder holding the checkpoint")
         dev = self.device

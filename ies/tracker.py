@@ -8,6 +8,9 @@ import torch
 
 from .criteria import check_rule_args, decide, lookback
 
+TRACKER_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""Storage dtypes by name (``Config.tracker_dtype``); differences are taken in float64 whatever the storage."""
+
 
 class MasteryTracker:
     """Tracks every training sample's loss and decides, once per epoch, which samples are mastered.
@@ -57,7 +60,10 @@ class MasteryTracker:
     ones it was held). Its ``k``-th value (0-based) lives in ring row ``k % lookback``, so its last
     ``lookback`` values are rows ``(_count[i] + j) % lookback``, ``j = 0 .. lookback - 1``, oldest
     first (the oldest is the one the next advance overwrites). When every sample advances every
-    epoch all counts equal :attr:`epoch` and each ring row holds one epoch, as before.
+    epoch all counts equal :attr:`epoch` and each ring row holds one epoch, as before. Memory:
+    ``(lookback + 2) * itemsize + 9`` bytes per sample (37 with float32 and the default rule, whose
+    look-back is 5), plus the bounded temporaries of :meth:`step` (see :attr:`chunk`);
+    ``benchmarks/tracker_scale.py`` measures it up to 100 M samples.
     """
 
     def __init__(
@@ -92,6 +98,12 @@ class MasteryTracker:
         self._mastered = torch.zeros(num_samples, dtype=torch.bool, device=self.device)
         self._offsets = torch.arange(self.lookback, device=self.device).unsqueeze(1)  # (lookback, 1)
         self.epoch = 0  # epochs closed so far
+        self.chunk = 1 << 16 if self.device.type == "cpu" else 1 << 22
+        """Samples per slice of :meth:`step`, which works through the samples in slices so that its
+        temporaries (about 150 bytes per sample of a slice, with the float64 differences) stay bounded
+        however large ``num_samples`` is. Every sample's arithmetic is the same for any slice size. On
+        the CPU the small default keeps them in the allocator's cache (at 10 M samples about 6 times
+        faster than one pass over all samples); on an accelerator a large one saves kernel launches."""
         self._stats = self._zero_stats()
 
     # ------------------------------------------------------------------ recording
@@ -137,24 +149,13 @@ class MasteryTracker:
         """
         self.epoch += 1
         previous = self._mastered
-        size = self.lookback
-        if recheck:
-            advance = None  # everybody: the common case, without the mask arithmetic
-            slot = self._count % size  # (N,) ring row each sample writes (its oldest value)
-            value = self._current
-        else:
-            advance = ~(previous & torch.isnan(self._current))
-            slot = self._count % size
-            # a held sample rewrites its own oldest value: a no-op that keeps the scatter unmasked
-            value = torch.where(advance, self._current, self._ring.gather(0, slot.unsqueeze(0)).squeeze(0))
-        self._ring.scatter_(0, slot.unsqueeze(0), value.unsqueeze(0))
-        self._count += 1 if advance is None else advance
-        if self.threshold == 0 or self.epoch < self.lookback:
-            mastered = torch.zeros_like(previous)  # nothing has a full look-back yet (held ones need one)
-        else:
-            mastered = decide(self._recent(), self.threshold, self.rule, self.order, self.window, self.patience)
-            if advance is not None:  # unchanged history gives the same decision; this makes it explicit
-                mastered |= previous & ~advance
+        full = self.threshold > 0 and self.epoch >= self.lookback  # else nothing has a full look-back yet
+        mastered = torch.zeros_like(previous)
+        for start in range(0, self.num_samples, self.chunk):  # bounded temporaries; per-sample arithmetic
+            part = slice(start, min(start + self.chunk, self.num_samples))
+            self._advance(part, recheck, previous[part])
+            if full:
+                mastered[part] = self._decide(part, recheck, previous[part])
         self._last, self._current = self._current, self._last  # swap buffers: no copy
         self._current.fill_(float("nan"))
         self._stats = {
@@ -165,14 +166,37 @@ class MasteryTracker:
         self._mastered = mastered
         return mastered
 
-    def _recent(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    def _advance(self, part: slice, recheck: bool, previous: torch.Tensor) -> None:
+        """Push the losses of samples ``part`` into their ring rows (a held one rewrites its own oldest
+        value: a no-op that keeps the scatter unmasked) and advance their counts."""
+        ring, count, current = self._ring[:, part], self._count[part], self._current[part]
+        slot = (count % self.lookback).unsqueeze(0)  # (1, n) the ring row each sample writes (its oldest value)
+        if recheck:  # everybody advances: the common case, without the mask arithmetic
+            ring.scatter_(0, slot, current.unsqueeze(0))
+            count += 1
+            return
+        advance = ~(previous & torch.isnan(current))
+        ring.scatter_(0, slot, torch.where(advance, current, ring.gather(0, slot).squeeze(0)).unsqueeze(0))
+        count += advance
+
+    def _decide(self, part: slice, recheck: bool, previous: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` bool the rule's decision for samples ``part`` (after :meth:`_advance`)."""
+        mastered = decide(self._recent(part=part), self.threshold, self.rule, self.order, self.window, self.patience)
+        if not recheck:  # a held sample's unchanged history gives the same decision; this makes it explicit
+            mastered |= previous & torch.isnan(self._current[part])
+        return mastered
+
+    def _recent(self, dtype: torch.dtype = torch.float64, part: slice = slice(None)) -> torch.Tensor:
         """``(lookback, num_samples)`` each sample's last ``lookback`` values, oldest first, epoch-major.
 
         Row ``j`` of sample ``i`` is ring row ``(_count[i] + j) % lookback``: ``_count[i] % lookback``
         is where its next value would go, i.e. its oldest value, and the rows after it (cyclically)
         are ever newer; the last, ``(_count[i] - 1) % lookback``, is its newest value."""
-        rows = (self._count.unsqueeze(0) + self._offsets) % self.lookback  # (lookback, N)
-        return self._ring.gather(0, rows).to(dtype)
+        count, ring = self._count[part], self._ring[:, part]
+        if self.device.type == "cpu" and count.numel() and bool((count == count[0]).all()):
+            return ring[(count[0] + self._offsets.squeeze(1)) % self.lookback].to(dtype)  # one row order for all
+        rows = (count.unsqueeze(0) + self._offsets) % self.lookback  # (lookback, N)
+        return ring.gather(0, rows).to(dtype)
 
     def history(self) -> torch.Tensor:
         """``(num_samples, lookback)`` the values the rule reads: each sample's last ``lookback``

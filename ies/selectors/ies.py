@@ -12,7 +12,7 @@ import torch
 
 from ..groups import cap_mastered
 from ..recheck import RecheckSchedule, parse_bins
-from ..tracker import MasteryTracker
+from ..tracker import TRACKER_DTYPES, MasteryTracker
 from .base import Plan, Selector, register
 
 
@@ -39,7 +39,8 @@ class TrackedExclusion(Selector):
     def __init__(self, cfg, num_samples, device, generator) -> None:
         super().__init__(cfg, num_samples, device, generator)
         threshold, order, rule = self.tracker_rule(cfg)
-        self.tracker = MasteryTracker(num_samples, threshold, order, cfg.window, cfg.patience, rule, device=device)
+        self.tracker = MasteryTracker(num_samples, threshold, order, cfg.window, cfg.patience, rule, device=device,
+                                      dtype=TRACKER_DTYPES[cfg.tracker_dtype])
         self.excluded = torch.zeros(num_samples, dtype=torch.bool, device=device)
 
     def tracker_rule(self, cfg) -> tuple[float, int, str]:
