@@ -26,7 +26,7 @@ SCHEDULES = ("exponential", "constant", "cosine")
 LOSS_SOURCES = ("training", "clean")
 LOSS_SOURCE_ALIASES = {"official": "training"}  # the name before 0.2, still accepted
 RUN_CONTROL_FIELDS = frozenset({"resume", "progress", "output", "checkpoint_every", "device", "data_dir",
-                                "num_workers"})
+                                "num_workers", "shard_tracker"})
 """Fields that say how a run is executed, not what it computes: a checkpoint resumes across them and
 a sweep's cache ignores them."""
 
@@ -203,6 +203,12 @@ class Config:
     """Save a checkpoint every this many epochs when ``output`` is set; 0 = never."""
     resume: bool = False
     """Continue from the checkpoint in ``output`` (an error if there is none)."""
+    shard_tracker: bool = False
+    """On several processes (``torchrun``, :mod:`ies.ddp`): each rank keeps the loss history of its own
+    share of the samples only (:class:`ies.sharded.ShardedTracker`, ``i % R == rank``); the ranks send each
+    loss to its owner and gather the decisions as bits, instead of all-reducing all N losses. The same
+    decisions and history (floats to rounding); not with ``keep_loss_matrix`` or ``class_cap < 1``; a
+    resume needs it as the checkpoint had it. In one process it changes nothing (the whole tracker)."""
     allow_nonfinite: bool = False
     """Continue when the mean training loss of an epoch is not finite (otherwise stop with an error)."""
     progress: bool = True

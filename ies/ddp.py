@@ -25,7 +25,9 @@ What each epoch does on ``R`` ranks (:class:`Distributed`, hooks of :func:`ies.t
   gradients and without collectives (the plain module, not DDP, runs them); before them, the model's
   buffers (BatchNorm statistics) are broadcast from rank 0, so every rank evaluates one model;
 - :func:`ies.distributed.combine_losses` all-reduces the tracker's epoch before ``selector.end_epoch``:
-  every rank takes the same decision; one more all-reduce sums the counts and loss sums of the history
+  every rank takes the same decision (with ``Config.shard_tracker``, :class:`ies.sharded.ShardedTracker`
+  instead: each rank keeps its share of the histories, losses go to their owners, the decisions come
+  back as bits; see :meth:`Distributed.attach`); one more all-reduce sums the counts and loss sums of the history
   row (``backprop_samples``, ``forward_samples``, ``train_loss``, ``test_loss``, ``test_accuracy``);
 - rank 0 alone writes ``history.csv``, ``metrics.json`` (with ``world_size``) and the checkpoint, which
   holds every rank's random state (:meth:`Distributed.gather_rng`); a resume needs the same world size
@@ -62,6 +64,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .config import Config
 from .distributed import combine_losses
+from .sharded import ShardedTracker
 
 SUPPORTED_SELECTORS = ("ies", "loss", "random")
 """Selectors that run on several processes: those that exclude with a tracker (the baseline is ``ies``
@@ -87,6 +90,10 @@ def check(cfg: Config, world: int) -> None:
     if cfg.selector not in SUPPORTED_SELECTORS:
         raise ValueError(f"selector={cfg.selector!r} does not run on several processes; use one of "
                          f"{', '.join(SUPPORTED_SELECTORS)} (or one process)")
+    if cfg.shard_tracker and (cfg.keep_loss_matrix or cfg.class_cap < 1):
+        name = "keep_loss_matrix=True" if cfg.keep_loss_matrix else f"class_cap={cfg.class_cap}"
+        raise ValueError(f"shard_tracker=True on several processes does not support {name} (it needs every "
+                         "sample's loss on one rank); use shard_tracker=False")
     if cfg.compile:
         raise ValueError("compile=True does not run on several processes yet; use --no-compile")
     if cfg.device.startswith("mps") or cfg.device.startswith("cuda:"):
@@ -241,6 +248,10 @@ class Distributed:
         run.generators["augment"] = augment
         run.train_data = ShardedLoader(run.train_data, self.rank, self.world, shared, self.share)
         run.test_data = ShardedLoader(run.test_data, self.rank, self.world)
+        if run.cfg.shard_tracker:  # the selector's whole tracker, not yet used, becomes this rank's share
+            t = run.selector.tracker
+            run.selector.tracker = ShardedTracker(t.num_samples, t.threshold, t.order, t.window, t.patience, t.rule,
+                                                  t.device, t.dtype, rank=self.rank, world_size=self.world)
 
     def detach(self, run) -> None:
         """Give ``run`` back its plain model and whole loaders (after the last epoch)."""
@@ -252,8 +263,10 @@ class Distributed:
             dist.broadcast(buf, 0)
 
     def combine(self, selector) -> None:
-        """Every rank's recorded losses of the epoch into every rank's tracker, before the decision."""
-        combine_losses(selector.tracker)
+        """Every rank's recorded losses of the epoch into every rank's tracker, before the decision (a
+        :class:`~ies.sharded.ShardedTracker` exchanges them in its own ``step``)."""
+        if not isinstance(selector.tracker, ShardedTracker):
+            combine_losses(selector.tracker)
 
     def reduce(self, stats, test: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Sum the training statistics ``stats`` (:class:`ies.epoch.TrainStats`, in place) and the test sums
@@ -271,6 +284,37 @@ class Distributed:
         states: list = [None] * self.world
         dist.all_gather_object(states, ckpt.rng_state(generators))
         return states
+
+
+    def gather_trackers(self, selector) -> list[dict] | None:
+        """Every rank's :class:`~ies.sharded.ShardedTracker` state (CPU tensors), indexed by rank, on rank 0
+        (``None`` elsewhere, and for a whole tracker): a collective."""
+        tracker = getattr(selector, "tracker", None)
+        if not isinstance(tracker, ShardedTracker):
+            return None
+        states = [None] * self.world if self.rank == 0 else None
+        dist.gather_object(_cpu(tracker.state_dict()), states, dst=0)
+        return states
+
+
+def _cpu(obj):
+    """``obj`` (dicts, lists, tuples of tensors and plain values) with every tensor copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    return type(obj)(_cpu(v) for v in obj) if isinstance(obj, (list, tuple)) else obj
+
+
+def checkpoint_selector(state: dict, ddp: Distributed | None, selector) -> dict:
+    """The selector state this rank restores from a checkpoint ``state``: with a sharded tracker, its own
+    rank's tracker (``state["tracker_ranks"]``); ``ValueError`` if the checkpoint was written with another
+    ``shard_tracker``."""
+    sharded = isinstance(getattr(selector, "tracker", None), ShardedTracker)
+    if sharded != ("tracker_ranks" in state):
+        raise ValueError(f"resume: the checkpoint was written with shard_tracker={not sharded}, this run has "
+                         f"shard_tracker={sharded}; resume as it was written")
+    return {**state["selector"], "tracker": state["tracker_ranks"][ddp.rank]} if sharded else state["selector"]
 
 
 def checkpoint_rng(state: dict, ddp: Distributed | None) -> dict:

@@ -99,7 +99,8 @@ class ShardedTracker:
         self._stats = self.local.counts
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.comm = {"sent_bytes": 0, "received_bytes": 0}
-        """Bytes this rank sent to and received from other ranks in the last :meth:`step` (payload only)."""
+        """Bytes this rank sent to and received from other ranks (payload only) in the last :meth:`step`
+        and the :meth:`gather_mask` and :meth:`recorded_sums` calls after it."""
 
     @property
     def epoch(self) -> int:
@@ -164,7 +165,7 @@ class ShardedTracker:
         Returns:
             ``(num_samples,)`` bool, True = mastered, the same on every rank; also :attr:`mastered`.
         """
-        if self.world_size == 1 and not (dist.is_available() and dist.is_initialized()):
+        if not self._collective():
             return step_all([self], recheck)  # one rank, no process group: nothing to exchange
         idx, values, counts = self._outgoing()
         received = torch.empty_like(counts)
@@ -194,11 +195,44 @@ class ShardedTracker:
     def _merge(self, gathered: torch.Tensor) -> torch.Tensor:
         """``(R, ceil(share / 8))`` every rank's packed decision -> the global ``(N,)`` mask; the counts."""
         previous = self._mastered
-        mastered = unpack_bits(gathered, self.share).T.reshape(-1)[: self.num_samples].contiguous()
+        mastered = self._unpack(gathered)
         self._stats = {"n_mastered": mastered.sum(), "n_newly_mastered": (mastered & ~previous).sum(),
                        "n_reentered": (previous & ~mastered).sum()}
         self._mastered = mastered
         return mastered
+
+    def _unpack(self, gathered: torch.Tensor) -> torch.Tensor:
+        """``(R, ceil(share / 8))`` every rank's packed local mask -> the global ``(N,)`` bool mask."""
+        return unpack_bits(gathered, self.share).T.reshape(-1)[: self.num_samples].contiguous()
+
+    def _collective(self) -> bool:
+        return self.world_size > 1 or (dist.is_available() and dist.is_initialized())
+
+    def gather_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """``(n_local,)`` bool over the owned samples (e.g. ``local.last_losses < x``) -> the global
+        ``(num_samples,)`` mask on every rank: one ``all_gather`` of packed bits (a collective)."""
+        packed = pack_bits(torch.cat([mask, mask.new_zeros(self.share - mask.numel())]))
+        if not self._collective():
+            return self._unpack(packed.unsqueeze(0))
+        gathered = packed.new_empty(self.world_size * packed.numel())
+        _all_gather(gathered, packed, group=self.group)
+        self._count_bytes(packed.numel() * (self.world_size - 1))
+        return self._unpack(gathered.view(self.world_size, -1))
+
+    def _count_bytes(self, n: int) -> None:
+        self.comm = {k: v + n for k, v in self.comm.items()}
+
+    def recorded_sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Over all samples (a collective: one all-reduce of 3 float64): the float64 sum of the finite
+        newest recorded values (``last_recorded`` of a whole tracker), how many are finite, how many not."""
+        tracked = self.local.last_recorded
+        finite = torch.isfinite(tracked)
+        sums = torch.stack([torch.where(finite, tracked.double(), 0).sum(), finite.sum().double(),
+                            (~finite).sum().double()])
+        if self._collective():
+            dist.all_reduce(sums, group=self.group)
+            self._count_bytes(sums.numel() * sums.element_size())
+        return sums[0], sums[1].long(), sums[2].long()
 
     # ------------------------------------------------------------------ reading
     @property

@@ -33,6 +33,7 @@ from .epoch import epoch_row, evaluate, track_pass, train_pass
 from .group_report import write_group_report
 from .history import HISTORY_COLUMNS, RunFolder, summarize
 from .setup import Run, build_run
+from .sharded import ShardedTracker
 from .tracker import MasteryTracker
 from .transforms import Truth
 
@@ -51,7 +52,8 @@ class RunResult:
         history: one row per epoch, columns :data:`ies.history.HISTORY_COLUMNS`.
         metrics: the summary written to ``metrics.json`` (see :func:`ies.history.summarize`).
         model: the trained model (on its device).
-        tracker: the selector's tracker in its final state (``None`` for a selector without one).
+        tracker: the selector's tracker in its final state (``None`` for a selector without one; with
+            ``shard_tracker`` on several processes, this rank's :class:`~ies.sharded.ShardedTracker`).
         loss_matrix: ``(N, epochs)`` float32 CPU tensor of every sample's tracked loss per epoch
             (``keep_loss_matrix=True`` only, else ``None``).
         mastered_matrix: ``(N, epochs)`` bool, the exclusion decision at the end of each epoch
@@ -64,7 +66,7 @@ class RunResult:
     history: pd.DataFrame
     metrics: dict
     model: nn.Module
-    tracker: MasteryTracker | None
+    tracker: MasteryTracker | ShardedTracker | None
     loss_matrix: torch.Tensor | None = None
     mastered_matrix: torch.Tensor | None = None
     truth: Truth | None = None
@@ -138,14 +140,21 @@ class EpochColumns:
     excluded: list[torch.Tensor]
     fitted: list[torch.Tensor]
 
-    def add(self, run: Run, tracker: MasteryTracker | None, keep: bool, report: bool) -> None:
-        """Append this epoch's columns (after epoch_row's host sync: plain copies)."""
+    def add(self, run: Run, tracker: MasteryTracker | ShardedTracker | None, keep: bool, report: bool,
+            writes: bool = True) -> None:
+        """Append this epoch's columns (after epoch_row's host sync: plain copies). ``report``: the run
+        writes a group report (the same on every rank); ``writes``: this rank writes it and keeps its
+        columns. A :class:`~ies.sharded.ShardedTracker` gathers the fitted mask on every rank."""
         if keep:
             self.losses.append(tracker.last_losses.to("cpu", torch.float32, copy=True))  # .cpu() would alias
-        if keep or report:
+        if keep or (report and writes):
             self.excluded.append(run.selector.excluded.cpu())
-        if report:
-            self.fitted.append((tracker.last_losses < FITTED_LOSS).cpu())
+        if report and isinstance(tracker, ShardedTracker):  # a collective
+            fitted = tracker.gather_mask(tracker.local.last_losses < FITTED_LOSS)
+        elif report and writes:
+            fitted = tracker.last_losses < FITTED_LOSS
+        if report and writes:
+            self.fitted.append(fitted.cpu())
 
     def state(self) -> dict:
         return {"loss_cols": self.losses, "mastered_cols": self.excluded, "fitted_cols": self.fitted}
@@ -184,7 +193,7 @@ def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, o
     rows = state.get("history", [])
     cols = EpochColumns(state.get("loss_cols", []), state.get("mastered_cols", []), state.get("fitted_cols", []))
     # the per-group report (groups.csv) needs each epoch's exclusion mask and which samples are fitted
-    report = out is not None and tracker is not None and hasattr(run.selector, "excluded")
+    report = folder is not None and tracker is not None and hasattr(run.selector, "excluded")
     elapsed_before = float(state.get("elapsed", 0.0))
     stopped = bool(state.get("stopped", False))  # by the selector (early stopping): nothing left to run
     if out is not None:
@@ -195,7 +204,7 @@ def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, o
                total=cfg.epochs)
     for epoch in bar:
         row = run_epoch(run, epoch, ddp=ddp)
-        cols.add(run, tracker, cfg.keep_loss_matrix, report)
+        cols.add(run, tracker, cfg.keep_loss_matrix, report, writes)
         if on_epoch_end is not None:
             row.update(on_epoch_end(epoch + 1, run.model, tracker) or {})
         rows.append(row)
@@ -219,7 +228,7 @@ def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, o
         ddp.detach(run)
     metrics = summarize(cfg.to_dict(), rows, elapsed_before + time.perf_counter() - t_start, run.data.num_train,
                         stopped, world)
-    if report and cols.excluded:
+    if report and writes and cols.excluded:
         metrics["groups"] = write_group_report(out.path, run, torch.stack(cols.excluded, dim=1),
                                                torch.stack(cols.fitted, dim=1))
     if out is not None:
@@ -238,6 +247,7 @@ def _save(run: Run, folder: RunFolder | None, rows: list[dict], cols: EpochColum
           ddp: Distributed | None = None) -> None:
     """Write the checkpoint into ``folder`` (``None``: a rank that does not write, but gives its random state)."""
     rng = [ckpt.rng_state(run.generators)] if ddp is None else ddp.gather_rng(run.generators)
+    trackers = None if ddp is None else ddp.gather_trackers(run.selector)  # a sharded tracker: every rank's
     if folder is None:
         return
     ckpt.save(folder.checkpoint, {
@@ -245,6 +255,7 @@ def _save(run: Run, folder: RunFolder | None, rows: list[dict], cols: EpochColum
         "scheduler": run.sched.state_dict(), "selector": run.selector.state_dict(),
         "rng": rng[0], "history": rows, **cols.state(), "elapsed": elapsed, "stopped": stopped,
         "world_size": len(rng), **({"rng_ranks": rng} if ddp is not None else {}),
+        **({"tracker_ranks": trackers} if trackers is not None else {}),
     })
 
 
@@ -254,10 +265,11 @@ def _resume(run: Run, folder: RunFolder, ddp: Distributed | None = None) -> dict
     state = ckpt.load(folder.checkpoint, map_location=run.device)
     if state["config"] != resumable(run.cfg):
         raise ValueError("resume: the checkpoint was written by a different configuration")
+    rng = ddp_.checkpoint_rng(state, ddp)  # the world size first
     run.model.load_state_dict(state["model"])
     run.opt.load_state_dict(state["optimizer"])
     run.sched.load_state_dict(state["scheduler"])
-    run.selector.load_state_dict(state["selector"])
-    ckpt.set_rng_state(ddp_.checkpoint_rng(state, ddp), run.generators)
+    run.selector.load_state_dict(ddp_.checkpoint_selector(state, ddp, run.selector))
+    ckpt.set_rng_state(rng, run.generators)
     return {**state, "history": list(state["history"]), "loss_cols": list(state.get("loss_cols", [])),
             "mastered_cols": list(state.get("mastered_cols", [])), "fitted_cols": list(state.get("fitted_cols", []))}

@@ -18,16 +18,21 @@ from .base import Plan, Selector, register
 
 def tracker_stats(tracker: MasteryTracker, excluded: torch.Tensor) -> dict[str, torch.Tensor]:
     """The history statistics every tracking selector reports (device scalars, no host sync).
-    ``tracked_loss`` averages each sample's last recorded loss (the last epoch's, unless it was held)."""
-    tracked = tracker.last_recorded
-    finite = torch.isfinite(tracked)
+    ``tracked_loss`` averages each sample's last recorded loss (the last epoch's, unless it was held).
+    A :class:`~ies.sharded.ShardedTracker` sums its share over the ranks (a collective, every rank calls it)."""
+    if hasattr(tracker, "recorded_sums"):
+        total, n_finite, n_nonfinite = tracker.recorded_sums()
+    else:
+        tracked = tracker.last_recorded
+        finite = torch.isfinite(tracked)
+        total, n_finite, n_nonfinite = torch.where(finite, tracked, 0).sum(), finite.sum(), (~finite).sum()
     counts = tracker.counts
     return {
-        "tracked_loss": torch.where(finite, tracked, 0).sum() / finite.sum().clamp(min=1),
+        "tracked_loss": total / n_finite.clamp(min=1),
         "n_mastered": excluded.sum(),
         "n_newly_mastered": counts["n_newly_mastered"],
         "n_reentered": counts["n_reentered"],
-        "n_nonfinite": (~finite).sum(),
+        "n_nonfinite": n_nonfinite,
     }
 
 

@@ -1,0 +1,108 @@
+"""``ies.train`` with ``shard_tracker=True`` on two gloo processes: the history, decisions and group report
+of the whole tracker, a resume, bad input on every rank, the bytes the tracker sends; one process: a no-op."""
+
+import contextlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from ies import Config, train
+from ies.sharded import ShardedTracker
+
+from .test_ddp import TINY, assert_same_history, free_port
+
+CFG = dict(TINY, epochs=6, threshold=0.05, recheck="2")  # epochs 2, 4, 6 do not re-check the excluded samples
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop(epoch, model, tracker):
+    if epoch == 3:
+        raise Interrupt
+
+
+def _one_line_error(argv: list[str]) -> str:
+    from ies.cli import main
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    return f"{code}:{err.getvalue()}"
+
+
+def worker(rank: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    out = Path(out)
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    bad = _one_line_error(["train", "--dataset", "synthetic", "--shard-tracker", "--keep-loss-matrix",
+                           "--no-progress"])
+    (out / f"bad{rank}.txt").write_text(bad)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    cfg = Config(**CFG)
+    comm = []
+    sharded = train(cfg.replace(shard_tracker=True, output=str(out / "sharded")),
+                    on_epoch_end=lambda e, m, tracker: comm.append(tracker.comm))
+    whole = train(cfg.replace(output=str(out / "whole")))
+    assert isinstance(sharded.tracker, ShardedTracker) and not isinstance(whole.tracker, ShardedTracker)
+    assert torch.equal(sharded.tracker.mastered, whole.tracker.mastered)
+    assert torch.equal(sharded.tracker.local.history().nan_to_num(-1), whole.tracker.history()[rank::2].nan_to_num(-1))
+    with contextlib.suppress(Interrupt):  # stopped after epoch 3 (its checkpoint: epoch 2), then resumed
+        train(cfg.replace(shard_tracker=True, output=str(out / "cut")), on_epoch_end=_stop)
+    try:
+        train(cfg.replace(output=str(out / "cut"), resume=True))
+        mismatch = "no error"
+    except ValueError as e:
+        mismatch = str(e)
+    resumed = train(cfg.replace(shard_tracker=True, output=str(out / "cut"), resume=True))
+    assert torch.equal(resumed.tracker.mastered, whole.tracker.mastered)
+    (out / f"rank{rank}.json").write_text(json.dumps({"comm": comm, "mismatch": mismatch}))
+    dist.destroy_process_group()
+
+
+def test_sharded_tracker_on_two_ranks_equals_the_whole_one(tmp_path, one_thread):
+    ctx = mp.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.time() + 400
+    while not ctx.join(timeout=5):  # a rank left hanging fails the test instead of blocking it
+        if time.time() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("a rank hung")
+    for rank in range(2):
+        bad = (tmp_path / f"bad{rank}.txt").read_text()
+        assert bad.startswith("2:error: shard_tracker=True on several processes does not support "
+                              "keep_loss_matrix=True") and bad.count("\n") == 1
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert all("written with shard_tracker=True, this run has shard_tracker=False" in r["mismatch"] for r in ranks)
+
+    sharded, whole, cut = (pd.read_csv(tmp_path / n / "history.csv") for n in ("sharded", "whole", "cut"))
+    assert whole["n_mastered"].sum() > 0
+    assert (whole["forward_only_samples"] < whole["n_mastered"].shift()).any()  # epochs without a re-check
+    assert_same_history(whole, sharded)
+    pd.testing.assert_frame_equal(sharded.drop(columns="epoch_seconds"), cut.drop(columns="epoch_seconds"))
+    for name in ("groups.csv", "groups_summary.csv"):  # FITTED from the gathered fitted bits
+        pd.testing.assert_frame_equal(*(pd.read_csv(tmp_path / n / name) for n in ("whole", "sharded")))
+    ckpt = torch.load(tmp_path / "sharded" / "checkpoint.pt", weights_only=True)
+    assert [t["rank"] for t in ckpt["tracker_ranks"]] == [0, 1]
+
+    # bytes per epoch a rank sent: a few hundred loss records of 8 bytes, the decisions and fitted bits
+    # (50 bytes each for 400 samples a rank), 24 for the statistics; combine_losses all-reduces 16 x 800
+    sent = [[c["sent_bytes"] for c in r["comm"]] for r in ranks]
+    assert all(len(s) == 6 and 8 + 50 + 50 + 24 < min(s) and max(s) < 16 * 800 / 2 for s in sent), sent
+
+    one = train(Config(**CFG, shard_tracker=True))  # one process: the whole tracker
+    assert not isinstance(one.tracker, ShardedTracker)
+    assert_same_history(one.history, whole)
