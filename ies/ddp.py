@@ -30,8 +30,15 @@ What each epoch does on ``R`` ranks (:class:`Distributed`, hooks of :func:`ies.t
   back as bits; see :meth:`Distributed.attach`); one more all-reduce sums the counts and loss sums of the history
   row (``backprop_samples``, ``forward_samples``, ``train_loss``, ``test_loss``, ``test_accuracy``);
 - rank 0 alone writes ``history.csv``, ``metrics.json`` (with ``world_size``) and the checkpoint, which
-  holds every rank's random state (:meth:`Distributed.gather_rng`); a resume needs the same world size
-  and an ``output`` folder every rank can read.
+  holds every rank's random state (:meth:`Distributed.gather_rng`) and, with ``shard_tracker``, every
+  rank's tracker share (``tracker_ranks``, gathered to rank 0: :meth:`Distributed.gather_trackers`); a
+  resume needs the same world size, the same ``shard_tracker`` and an ``output`` folder every rank can read.
+
+``Config.shard_tracker``: the selector's tracker becomes a :class:`ies.sharded.ShardedTracker` (rank ``r``
+keeps the histories of the samples ``i % R == r``), and :meth:`Distributed.combine` leaves the losses to
+its ``step``. The decisions are those of the whole tracker; ``tracked_loss`` and ``n_nonfinite`` are
+summed over the ranks (one all-reduce of 3 float64), and the group report's fitted column is gathered as
+bits. ``keep_loss_matrix`` and ``class_cap < 1`` (every sample's loss on one rank) are refused.
 
 Randomness: the loader and selector generators are seeded alike on every rank and drive only shared
 draws (the order, the random selector's exclusions); augmentation draws from a per-rank generator
