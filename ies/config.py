@@ -28,7 +28,8 @@ LOSS_SOURCE_ALIASES = {"official": "training"}  # the name before 0.2, still acc
 RUN_CONTROL_FIELDS = frozenset({"resume", "progress", "output", "checkpoint_every", "device", "data_dir",
                                 "num_workers", "shard_tracker"})
 """Fields that say how a run is executed, not what it computes: a checkpoint resumes across them and
-a sweep's cache ignores them."""
+a sweep's cache ignores them (``shard_tracker`` changes no result, but its checkpoint keeps every rank's
+tracker share: a resume across it is refused with a one-line error, as one across world sizes)."""
 
 
 @dataclass(frozen=True)
