@@ -72,7 +72,8 @@ class ShardedTracker:
 
     The same interface as a ``MasteryTracker`` for a loop and a sampler: :meth:`record` (global indices),
     :meth:`step`, :attr:`mastered` ``(N,)``, :meth:`active_indices`, :meth:`mastered_indices`,
-    :attr:`counts`, :meth:`stats`, :attr:`epoch`, :meth:`state_dict`. The history of the owned samples is
+    :attr:`counts`, :meth:`stats`, :attr:`epoch`, :meth:`state_dict`; in place of the ``(N,)`` loss vectors,
+    :meth:`recorded_sums` and :meth:`gather_mask` (collectives). The history of the owned samples is
     :attr:`local` (a ``MasteryTracker`` over local indices; global index of local ``j``: ``j R + rank``).
     """
 
