@@ -133,7 +133,17 @@ def worker(rank: int, port: int, out: str) -> None:
     except SystemExit as e:
         code = e.code
     (out / f"bad{rank}.txt").write_text(f"{code}:{err.getvalue()}")
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    (out / "empty" / "train" / "a").mkdir(parents=True, exist_ok=True)  # an ImageFolder root without images
+    (out / "empty" / "val" / "a").mkdir(parents=True, exist_ok=True)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            code = main(["train", "--dataset", str(out / "empty"), "--device", "cpu", "--no-progress"])
+    except SystemExit as e:
+        code = e.code
+    (out / f"empty{rank}.txt").write_text(f"{code}:{err.getvalue()}")
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
 
     writes = []  # every file write of this process (rank 0 alone should write)
     import ies.checkpoint as ckpt
@@ -172,6 +182,8 @@ def test_two_ranks_resume_bad_input_and_rank_zero_writes(tmp_path, one_thread):
     for rank in range(2):  # both ranks refused the batch size, with one line naming it
         bad = (tmp_path / f"bad{rank}.txt").read_text()
         assert bad.startswith("2:error: batch_size=33 must be divisible by the world size 2") and bad.count("\n") == 1
+        empty = (tmp_path / f"empty{rank}.txt").read_text()  # and an ImageFolder root without images
+        assert empty.startswith("2:error: dataset ") and "no images" in empty and empty.count("\n") == 1
     writes = [json.loads((tmp_path / f"writes{r}.json").read_text()) for r in range(2)]
     assert writes[1] == [] and {Path(w).name for w in writes[0]} >= {"history.csv", "metrics.json", "checkpoint.pt"}
     assert json.loads((tmp_path / "ies" / "metrics.json").read_text())["world_size"] == 2
