@@ -131,7 +131,8 @@ class Config:
     ``5``; also given as an int), or ``lr``: a period growing as the learning rate decays (1 at
     lr >= 0.05, then 2, 3, 4 and 5 below 0.001 with the default ``recheck_bins``). In an epoch without a
     re-check they are neither forwarded nor recorded and stay excluded; at a re-check their difference
-    is taken over their last recorded losses. With ``loss_source=clean`` every sample is forwarded anyway."""
+    is taken over their last recorded losses. With ``loss_source=clean`` the clean pass of an epoch
+    without a re-check forwards the trained samples only."""
     recheck_bins: str = "0.05,0.01,0.005,0.001"
     """``recheck=lr``: the learning-rate edges, comma-separated, strictly decreasing; the period is 1 +
     the number of edges above the epoch's learning rate."""
