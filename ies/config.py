@@ -76,6 +76,10 @@ class Config:
     """Number of training epochs."""
     batch_size: int = 64
     """Mini-batch size of the training pass (the authors use 64)."""
+    min_last_batch: int = 0
+    """Training pass: a last (remainder) batch with fewer samples than this is merged into the batch before
+    it (0 = never, as the authors). IES trains a varying number of samples, so its last batch can hold one
+    sample, whose train-mode batch statistics spike the gradient (``benchmarks/RECIPE_NOTES.md``)."""
     eval_batch_size: int = 0
     """Batch size of the no-grad passes (tracking of mastered samples, clean losses, test); 0 = 1024 on
     a GPU, 128 on a CPU (where a forward at batch 1024 costs about twice as much per sample)."""
@@ -215,7 +219,8 @@ class Config:
                 f"dataset must be one of {tuple(DATASETS)} or a path to an .npz file, got {self.dataset!r}"
                 f"{_suggest(self.dataset, DATASETS)}"
             )
-        _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, window=1, patience=1)
+        _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, min_last_batch=0, window=1,
+                  patience=1)
         _at_least(self, checkpoint_every=0, seed=0)
         _check_transforms(self)
         for name in ("lr", "momentum", "weight_decay", "gamma", "threshold", "anneal_fraction"):

@@ -339,11 +339,13 @@ class DeviceLoader:
         *,
         shuffle: bool = False,
         augment: bool = False,
+        min_last: int = 0,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Yield ``(inputs, targets, indices)`` over ``indices`` (default: every sample) once each.
 
         Shuffling uses ``torch.randperm`` with the loader's generator on the device (no host sync).
-        Every batch has ``batch_size`` samples but the last, which has the remainder.
+        Every batch has ``batch_size`` samples but the last, which has the remainder; a remainder of fewer
+        than ``min_last`` samples is merged into the batch before it (if there is one).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -353,8 +355,11 @@ class DeviceLoader:
         if shuffle:
             perm = torch.randperm(indices.numel(), device=self.device, generator=self.generator)
             indices = indices[perm]
-        for start in range(0, indices.numel(), batch_size):
-            idx = indices[start : start + batch_size]
+        bounds = [*range(0, indices.numel(), batch_size), indices.numel()]
+        if len(bounds) > 2 and bounds[-1] - bounds[-2] < min_last:
+            del bounds[-2]
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            idx = indices[start:stop]
             yield self.inputs(idx, augment), self.y[idx], idx
 
 

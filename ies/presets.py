@@ -23,7 +23,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # sample, so compute is saved only with recheck="lr" (its epochs without a re-check skip the held ones).
     "cifar-cpu": {
         "model": "small_cnn", "dataset_size": 2000, "epochs": 50, "lr": 0.05, "gamma": 0.92,
-        "augment": False, "loss_source": "clean", "eval_batch_size": 64, "threshold": 1e-3,
+        "augment": False, "loss_source": "clean", "eval_batch_size": 64, "threshold": 1e-3, "min_last_batch": 16,
     },
 }
 """Preset name -> ``Config`` field overrides."""

@@ -98,7 +98,8 @@ def run_epoch(run: Run, epoch: int, phases: dict[str, float] | None = None) -> d
     clock("plan")
     from_training = cfg.loss_source == "training"
     stats = train_pass(run.step_model, run.opt, run.train_data, plan, cfg.batch_size, run.amp,
-                       selector.observe if from_training else None, run.grad_params, keep=selector.keep)
+                       selector.observe if from_training else None, run.grad_params, keep=selector.keep,
+                       min_last=cfg.min_last_batch)
     clock("train")
     if from_training:  # as the authors: eval mode, no grad, the training augmentation
         tracked = track_pass(run.step_model, run.train_data, plan.track, run.eval_batch_size, selector.observe,
