@@ -18,7 +18,7 @@ of each phase (``ies.training.run_epoch``'s ``phases``) and per-epoch ``ideal_sp
 ``measured_speedup_per_epoch`` against the baseline's same epoch. Then ``accuracy_difference`` of each
 method against the baseline and ``target_met``: ``recheck="lr"``'s measured speedup above plain IES's
 FLOP-ideal. One seed: whether an accuracy difference is within the seed noise needs more seeds
-(``--seed``; the seed spread has not been measured yet).
+(``--seed``; ``benchmarks/RECIPE_NOTES.md`` has the cifar-cpu preset's spread over three seeds).
 
 Times on a shared machine are inflated and noisy: compare the runs of one invocation only.
 """
