@@ -21,7 +21,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # a remainder batch under 16 samples merged into the one before (1-sample batches spiked training).
     # Measured (benchmarks/RECIPE_NOTES.md, seeds 0-2): IES saves 31-41 % of backprop (mean 35 %) at a
     # best test accuracy of 57.5 % against the baseline's 57.6 % (seed spread 0.36 pt); compute saved only
-    # ~2 %, the clean pass forwarding every sample. recheck="lr" saves less here (11 %, seed 0).
+    # ~2 %, the clean pass forwarding every sample. With recheck="lr": 35-40 % of backprop and 10-16 % of
+    # compute saved, best accuracy again 57.5 %.
     "cifar-cpu": {
         "model": "small_cnn", "dataset_size": 2000, "epochs": 50, "lr": 0.05, "gamma": 0.92,
         "augment": False, "loss_source": "clean", "eval_batch_size": 64, "threshold": 1e-3, "min_last_batch": 16,
