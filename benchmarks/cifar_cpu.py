@@ -18,7 +18,7 @@ of each phase (``ies.training.run_epoch``'s ``phases``) and per-epoch ``ideal_sp
 ``measured_speedup_per_epoch`` against the baseline's same epoch. Then ``accuracy_difference`` of each
 method against the baseline and ``target_met``: ``recheck="lr"``'s measured speedup above plain IES's
 FLOP-ideal. One seed: whether an accuracy difference is within the seed noise needs more seeds
-(``--seed``; the seed spread has not been measured yet).
+(``--seed``; ``benchmarks/RECIPE_NOTES.md`` has the cifar-cpu preset's spread over three seeds).
 
 Times on a shared machine are inflated and noisy: compare the runs of one invocation only.
 """
@@ -69,7 +69,9 @@ def timed_run(cfg, data) -> dict:
     return {"metrics": summarize(cfg.to_dict(), rows, wall, data.num_train), "rows": rows, "phases": phases}
 
 
-METHODS = {"baseline": {"threshold": 0.0}, "ies": {}, "ies_recheck_lr": {"recheck": "lr"}}
+# the baseline trains as plain training whatever the preset's loss_source (a clean pass draws no random
+# numbers and changes no weights, so its accuracy is the same; it would only add a forward of every sample)
+METHODS = {"baseline": {"threshold": 0.0, "loss_source": "training"}, "ies": {}, "ies_recheck_lr": {"recheck": "lr"}}
 
 
 def per_epoch(rows: list[dict], base_rows: list[dict], n: int) -> tuple[list[float], list[float]]:

@@ -91,6 +91,10 @@ class Config:
     """Number of training epochs."""
     batch_size: int = 64
     """Mini-batch size of the training pass (the authors use 64)."""
+    min_last_batch: int = 0
+    """Training pass: a last (remainder) batch with fewer samples than this is merged into the batch before
+    it (0 = never, as the authors). IES trains a varying number of samples, so its last batch can hold one
+    sample, whose train-mode batch statistics spike the gradient (``benchmarks/RECIPE_NOTES.md``)."""
     eval_batch_size: int = 0
     """Batch size of the no-grad passes (tracking of mastered samples, clean losses, test); 0 = 1024 on
     a GPU, 128 on a CPU (where a forward at batch 1024 costs about twice as much per sample)."""
@@ -146,7 +150,8 @@ class Config:
     ``5``; also given as an int), or ``lr``: a period growing as the learning rate decays (1 at
     lr >= 0.05, then 2, 3, 4 and 5 below 0.001 with the default ``recheck_bins``). In an epoch without a
     re-check they are neither forwarded nor recorded and stay excluded; at a re-check their difference
-    is taken over their last recorded losses. With ``loss_source=clean`` every sample is forwarded anyway."""
+    is taken over their last recorded losses. With ``loss_source=clean`` the clean pass of an epoch
+    without a re-check forwards the trained samples only."""
     recheck_bins: str = "0.05,0.01,0.005,0.001"
     """``recheck=lr``: the learning-rate edges, comma-separated, strictly decreasing; the period is 1 +
     the number of edges above the epoch's learning rate."""
@@ -240,7 +245,8 @@ class Config:
                 f"directory, got {self.dataset!r}"
                 f"{_suggest(self.dataset, DATASETS)}"
             )
-        _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, window=1, patience=1)
+        _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, min_last_batch=0, window=1,
+                  patience=1)
         _at_least(self, checkpoint_every=0, seed=0, image_size=0, num_workers=0)
         _check_transforms(self)
         for name in ("lr", "momentum", "weight_decay", "gamma", "threshold", "anneal_fraction"):

@@ -266,6 +266,15 @@ def image_folder(root: str | os.PathLike, train: bool = True, image_size: int = 
     return torchvision.datasets.ImageFolder(str(root), transform=transform)
 
 
+def batch_bounds(n: int, batch_size: int, min_last: int = 0) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the batches of ``n`` samples: ``batch_size`` each, the remainder last; a
+    remainder of fewer than ``min_last`` samples is merged into the batch before it (if there is one)."""
+    bounds = [*range(0, n, batch_size), n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < min_last:
+        del bounds[-2]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
 class DeviceLoader:
     """Serves batches of one split from tensors kept on ``device``.
 
@@ -347,11 +356,13 @@ class DeviceLoader:
         *,
         shuffle: bool = False,
         augment: bool = False,
+        min_last: int = 0,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Yield ``(inputs, targets, indices)`` over ``indices`` (default: every sample) once each.
 
         Shuffling uses ``torch.randperm`` with the loader's generator on the device (no host sync).
-        Every batch has ``batch_size`` samples but the last, which has the remainder.
+        Every batch has ``batch_size`` samples but the last, which has the remainder; a remainder of fewer
+        than ``min_last`` samples is merged into the batch before it (if there is one).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -361,8 +372,8 @@ class DeviceLoader:
         if shuffle:
             perm = torch.randperm(indices.numel(), device=self.device, generator=self.generator)
             indices = indices[perm]
-        for start in range(0, indices.numel(), batch_size):
-            idx = indices[start : start + batch_size]
+        for start, stop in batch_bounds(indices.numel(), batch_size, min_last):
+            idx = indices[start:stop]
             yield self.inputs(idx, augment), self.y[idx], idx
 
 

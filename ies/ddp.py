@@ -103,6 +103,8 @@ def check(cfg: Config, world: int) -> None:
                          "sample's loss on one rank); use shard_tracker=False")
     if cfg.compile:
         raise ValueError("compile=True does not run on several processes yet; use --no-compile")
+    if cfg.min_last_batch:
+        raise ValueError(f"min_last_batch={cfg.min_last_batch} does not run on several processes yet; use 0")
     if cfg.device.startswith("mps") or cfg.device.startswith("cuda:"):
         raise ValueError(f"device={cfg.device!r} on several processes: use auto, cuda (rank r takes "
                          "cuda:LOCAL_RANK) or cpu")
@@ -204,8 +206,11 @@ class ShardedLoader:
         return getattr(self.__dict__["loader"], name)
 
     def batches(self, indices: torch.Tensor | None = None, batch_size: int = 256, *, shuffle: bool = False,
-                augment: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yield ``(inputs, targets, indices)`` of this rank's share of each global batch of ``indices``."""
+                augment: bool = False, min_last: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield ``(inputs, targets, indices)`` of this rank's share of each global batch of ``indices``
+        (``min_last`` must be 0: :func:`check` refuses ``min_last_batch`` on several processes)."""
+        if min_last:
+            raise ValueError("min_last_batch does not run on several processes yet")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         indices = torch.arange(len(self), device=self.device) if indices is None else indices.to(self.device)

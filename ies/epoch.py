@@ -53,16 +53,18 @@ def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
 
 def train_pass(model: nn.Module, opt: torch.optim.Optimizer, loader: DeviceLoader, plan: Plan, batch_size: int,
                amp=None, observe: Observe | None = None, grad_params: list[torch.Tensor] | None = None,
-               on_step: Callable[[], object] | None = None, keep: Keep | None = None) -> TrainStats:
+               on_step: Callable[[], object] | None = None, keep: Keep | None = None,
+               min_last: int = 0) -> TrainStats:
     """One pass of SGD over ``plan.train`` (shuffled, augmented), each step on the mean of the
     per-sample cross-entropies (times ``plan.weights[idx]`` when given). ``observe(idx, losses)`` gets every
     batch's detached per-sample losses; ``grad_params``: record the gradient norm of these parameters;
     ``on_step()`` runs after every optimiser step (a per-step learning-rate schedule). A plan with
-    ``filter=True`` steps on the samples ``keep(idx, losses)`` picks (:func:`filtered_batches`)."""
+    ``filter=True`` steps on the samples ``keep(idx, losses)`` picks (:func:`filtered_batches`).
+    ``min_last``: a last batch smaller than this is merged into the one before it."""
     device = loader.device
     stats = TrainStats(*(torch.zeros((), device=device) for _ in range(3)))
     model.train()
-    batches = loader.batches(plan.train, batch_size, shuffle=True, augment=True)
+    batches = loader.batches(plan.train, batch_size, shuffle=True, augment=True, min_last=min_last)
     if plan.filter:
         if keep is None:
             raise ValueError("a plan with filter=True needs keep, the selector's keep()")

@@ -39,7 +39,7 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
-from .data import DATASETS, IMAGENET_STATS, load_dataset
+from .data import DATASETS, IMAGENET_STATS, batch_bounds, load_dataset
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LAYOUT = "an ImageFolder root holds train/<class>/<image> and val/<class>/<image>"
@@ -277,10 +277,11 @@ class StreamingLoader:
         return x if self.channels_last else x.contiguous()
 
     def batches(self, indices: torch.Tensor | None = None, batch_size: int = 256, *, shuffle: bool = False,
-                augment: bool = False) -> Iterator[Batch]:
+                augment: bool = False, min_last: int = 0) -> Iterator[Batch]:
         """Yield ``(inputs, targets, indices)`` on the device over ``indices`` (default: every sample) once
-        each, in batches of ``batch_size`` (the last has the remainder); shuffled as ``DeviceLoader``
-        shuffles. One host read of the order per pass (and of the augmentation seed)."""
+        each, in batches of ``batch_size`` (the last has the remainder; fewer than ``min_last`` samples: merged
+        into the one before); shuffled as ``DeviceLoader`` shuffles. One host read of the order per pass
+        (and of the augmentation seed)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if indices is None:
@@ -292,7 +293,7 @@ class StreamingLoader:
         if augment and self.augment:
             seed = int(torch.randint(0, 2**62, (1,), device=self.device, generator=self.generator))
         order = indices.cpu().numpy()
-        self._keys.keys = [(seed, order[s : s + batch_size]) for s in range(0, order.size, batch_size)]
+        self._keys.keys = [(seed, order[a:b]) for a, b in batch_bounds(order.size, batch_size, min_last)]
         for xb, ib in self.loader:
             idx = ib.to(self.device, non_blocking=True)
             yield self.inputs(xb), self.y[idx], idx

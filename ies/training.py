@@ -6,7 +6,8 @@ Each epoch (the steps live in :mod:`ies.epoch`):
    epoch (all of them in epoch 1, in the anneal phase, and for the baseline);
 2. train on them in shuffled mini-batches, recording each sample's loss from its training pass;
 3. a no-grad eval-mode forward over the excluded samples, so their loss keeps being tracked
-   (``loss_source="training"``), or one clean pass over every sample (``loss_source="clean"``);
+   (``loss_source="training"``), or one clean pass over every sample (``loss_source="clean"``; in an epoch
+   without a re-check, :mod:`ies.recheck`, over the trained samples only);
 4. the selector re-decides mastery for every sample;
 5. evaluate on the test split; one host sync gathers the epoch's statistics into a history row, which is
    written at once (``history.csv``, ``metrics.json``, a checkpoint).
@@ -102,16 +103,18 @@ def run_epoch(run: Run, epoch: int, phases: dict[str, float] | None = None, ddp:
     clock("plan")
     from_training = cfg.loss_source == "training"
     stats = train_pass(run.step_model, run.opt, run.train_data, plan, cfg.batch_size, run.amp,
-                       selector.observe if from_training else None, run.grad_params, keep=selector.keep)
+                       selector.observe if from_training else None, run.grad_params, keep=selector.keep,
+                       min_last=cfg.min_last_batch)
     if ddp is not None:
         ddp.after_train(run)
     clock("train")
     if from_training:  # as the authors: eval mode, no grad, the training augmentation
         tracked = track_pass(run.step_model, run.train_data, plan.track, run.eval_batch_size, selector.observe,
                              run.amp, augment=True) if plan.track.numel() else 0
-    else:  # clean: every sample, no augmentation
-        tracked = track_pass(run.step_model, run.train_data, None, run.eval_batch_size, selector.observe,
-                             run.amp, augment=False)
+    else:  # clean: no augmentation, every sample, but in an epoch without a re-check not the held excluded ones
+        held = not getattr(selector, "rechecking", True)
+        tracked = track_pass(run.step_model, run.train_data, plan.train if held else None, run.eval_batch_size,
+                             selector.observe, run.amp, augment=False)
     clock("track")
     run.sched.step()
     if ddp is not None:

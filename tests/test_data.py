@@ -23,6 +23,15 @@ def image_arrays(n_train=40, n_test=12, size=16, classes=3, seed=0):
     }
 
 
+@pytest.mark.parametrize("n,min_last,sizes", [(131, 16, [64, 67]), (144, 16, [64, 64, 16]), (131, 0, [64, 64, 3]),
+                                               (10, 16, [10]), (128, 16, [64, 64])])
+def test_a_small_last_batch_is_merged_into_the_one_before(n, min_last, sizes):
+    loader = D.DeviceLoader(torch.zeros(n, 4), torch.zeros(n, dtype=torch.long), "cpu")
+    batches = list(loader.batches(None, 64, shuffle=True, min_last=min_last))
+    assert [b[2].numel() for b in batches] == sizes
+    assert sorted(torch.cat([b[2] for b in batches]).tolist()) == list(range(n))
+
+
 @pytest.mark.parametrize("augment", [False, True])
 @pytest.mark.parametrize("batch_size", [1, 7, 64])
 def test_every_active_index_exactly_once_per_epoch(augment, batch_size):

@@ -29,6 +29,17 @@ EXACT = ["epoch", "lr", "n_active", "n_mastered", "n_newly_mastered", "n_reenter
 FLOATS = ["train_loss", "tracked_loss", "test_loss", "test_accuracy", "grad_norm_mean", "grad_norm_max"]
 
 
+@pytest.mark.parametrize("field,value", [("batch_size", 33), ("min_last_batch", 16), ("compile", True),
+                                         ("selector", "infobatch")])
+def test_check_names_what_cannot_run_on_several_processes(field, value):
+    from ies.ddp import check
+
+    with pytest.raises(ValueError, match=f"^{field}=") as e:
+        check(Config(**{**TINY, field: value}), 2)
+    assert "\n" not in str(e.value)
+    check(Config(**TINY), 2)  # the same config otherwise runs
+
+
 def test_shard_takes_one_block_of_each_global_batch():
     idx = torch.arange(100, 111)  # 11 samples, global batch 4 on 2 ranks: [100..103] [104..107] [108..110]
     assert shard(idx, 4, 0, 2)[0].tolist() == [100, 101, 104, 105, 108, 109]

@@ -67,6 +67,19 @@ def test_fixed_period_forwards_mastered_samples_exactly_on_recheck_epochs(mnist_
     assert r.metrics["compute_saving"] > r.metrics["backprop_saving"] * 2 / 3
 
 
+def test_clean_pass_leaves_held_samples_out_between_rechecks(mnist_small):
+    """``loss_source="clean"`` with ``recheck=3``: the clean pass forwards every sample on a re-check epoch
+    and only the trained ones otherwise."""
+    cfg = Config(**FAST, epochs=14, recheck=3, loss_source="clean", keep_loss_matrix=True)
+    r, tracked = _counted_run(cfg, mnist_small)
+    h = r.history
+    excluded = [0, *h["mastered_now"][:-1]]
+    recheck = [e % 3 == 0 for e in range(14)]
+    assert tracked == [N_TRAIN if re else N_TRAIN - n for n, re in zip(excluded, recheck, strict=True)]
+    assert sum(n for n, re in zip(excluded, recheck, strict=True) if not re) > 0
+    assert list(h["forward_samples"]) == [N_TRAIN - n + t for n, t in zip(excluded, tracked, strict=True)]
+
+
 def test_lr_mode_rechecks_on_the_schedule_of_the_run(mnist_small):
     cfg = Config(**FAST, epochs=12, lr=0.1, gamma=0.7, recheck="lr")
     r, tracked = _counted_run(cfg, mnist_small)

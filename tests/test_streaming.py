@@ -102,6 +102,8 @@ def test_batches_match_the_device_loader_and_augmentation_ignores_the_workers(fo
     plain = [list(loader.batches(subset, 3, shuffle=True)) for loader in (loaders[1], memory)]
     for (xa, ya, ia), (xb, yb, ib) in zip(*plain, strict=True):  # the same order, images and labels
         assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(ia, ib)
+    merged = [[i for _, _, i in loader.batches(subset, 3, min_last=2)] for loader in (loaders[1], memory)]
+    assert [i.tolist() for i in merged[0]] == [i.tolist() for i in merged[1]] == [[5, 30, 2], [17, 8, 11, 25]]
     assert torch.equal(augmented[0], augmented[1])  # per-sample seeds: independent of the workers
     again = torch.cat([x for x, _, _ in loaders[0].batches(None, 8, augment=True)])
     unaugmented = torch.cat([x for x, _, _ in loaders[0].batches(None, 8)])
