@@ -42,7 +42,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .tracker import MasteryTracker
+from .tracker import Decisions, MasteryTracker
 
 _BITS = 2 ** torch.arange(8, dtype=torch.uint8)
 _all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # the new name, or the old
@@ -61,7 +61,7 @@ def unpack_bits(packed: torch.Tensor, n: int) -> torch.Tensor:
     return bits.flatten(-2)[..., :n]
 
 
-class ShardedTracker:
+class ShardedTracker(Decisions):
     """Rank ``rank``'s share of the samples' loss histories (``i % world_size == rank``) and the global decision.
 
     Args:
@@ -235,28 +235,7 @@ class ShardedTracker:
             self._count_bytes(sums.numel() * sums.element_size())
         return sums[0], sums[1].long(), sums[2].long()
 
-    # ------------------------------------------------------------------ reading
-    @property
-    def mastered(self) -> torch.Tensor:
-        """``(num_samples,)`` bool, the global decision of the last :meth:`step` (all False before it)."""
-        return self._mastered
-
-    def active_indices(self) -> torch.Tensor:
-        """``(n_active,)`` int64 global indices of the samples that are not mastered, ascending."""
-        return torch.nonzero(~self._mastered, as_tuple=False).flatten()
-
-    def mastered_indices(self) -> torch.Tensor:
-        """``(n_mastered,)`` int64 global indices of the mastered samples, ascending."""
-        return torch.nonzero(self._mastered, as_tuple=False).flatten()
-
-    @property
-    def counts(self) -> dict[str, torch.Tensor]:
-        """Global ``n_mastered``, ``n_newly_mastered``, ``n_reentered`` of the last step (0-dim tensors)."""
-        return self._stats
-
-    def stats(self) -> dict[str, int]:
-        """:attr:`counts` as ints (one host sync)."""
-        return {k: int(v) for k, v in self._stats.items()}
+    # ------------------------------------------------------------------ reading: mastered, counts, ... (Decisions)
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict:

@@ -12,7 +12,39 @@ TRACKER_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16"
 """Storage dtypes by name (``Config.tracker_dtype``); differences are taken in float64 whatever the storage."""
 
 
-class MasteryTracker:
+class Decisions:
+    """The reading side of a tracker, over its last decision ``_mastered`` (``(num_samples,)`` bool) and that
+    step's counts ``_stats`` (0-dim tensors): shared by :class:`MasteryTracker` and
+    :class:`ies.sharded.ShardedTracker`, so that samplers read either the same way."""
+
+    _mastered: torch.Tensor
+    _stats: dict[str, torch.Tensor]
+
+    @property
+    def mastered(self) -> torch.Tensor:
+        """``(num_samples,)`` bool, the decision of the last :meth:`step` (all False before it)."""
+        return self._mastered
+
+    def active_indices(self) -> torch.Tensor:
+        """``(n_active,)`` int64 (global) indices of the samples that are not mastered, ascending."""
+        return torch.nonzero(~self._mastered, as_tuple=False).flatten()
+
+    def mastered_indices(self) -> torch.Tensor:
+        """``(n_mastered,)`` int64 (global) indices of the mastered samples, ascending."""
+        return torch.nonzero(self._mastered, as_tuple=False).flatten()
+
+    @property
+    def counts(self) -> dict[str, torch.Tensor]:
+        """The counts of :meth:`stats` as 0-dim device tensors (no host sync)."""
+        return self._stats
+
+    def stats(self) -> dict[str, int]:
+        """Counts of the last step: ``n_mastered``, ``n_newly_mastered`` and ``n_reentered``
+        (mastered the epoch before, not now). One host sync."""
+        return {k: int(v) for k, v in self._stats.items()}
+
+
+class MasteryTracker(Decisions):
     """Tracks every training sample's loss and decides, once per epoch, which samples are mastered.
 
     Usage, once per epoch::
@@ -222,29 +254,6 @@ class MasteryTracker:
         """``(num_samples,)`` the losses recorded so far in the epoch in progress (NaN = none yet).
         A view: writable in place, e.g. to combine ranks in distributed training before :meth:`step`."""
         return self._current
-
-    @property
-    def mastered(self) -> torch.Tensor:
-        """``(num_samples,)`` bool, the decision of the last :meth:`step` (all False before it)."""
-        return self._mastered
-
-    def active_indices(self) -> torch.Tensor:
-        """``(n_active,)`` int64 indices of the samples that are not mastered, ascending."""
-        return torch.nonzero(~self._mastered, as_tuple=False).flatten()
-
-    def mastered_indices(self) -> torch.Tensor:
-        """``(n_mastered,)`` int64 indices of the mastered samples, ascending."""
-        return torch.nonzero(self._mastered, as_tuple=False).flatten()
-
-    @property
-    def counts(self) -> dict[str, torch.Tensor]:
-        """The counts of :meth:`stats` as 0-dim device tensors (no host sync)."""
-        return self._stats
-
-    def stats(self) -> dict[str, int]:
-        """Counts of the last step: ``n_mastered``, ``n_newly_mastered`` and ``n_reentered``
-        (mastered the epoch before, not now). One host sync."""
-        return {k: int(v) for k, v in self._stats.items()}
 
     def _zero_stats(self) -> dict[str, torch.Tensor]:
         zero = torch.zeros((), dtype=torch.int64, device=self.device)
