@@ -266,6 +266,18 @@ def image_folder(root: str | os.PathLike, train: bool = True, image_size: int = 
     return torchvision.datasets.ImageFolder(str(root), transform=transform)
 
 
+def pass_order(indices: torch.Tensor | None, n: int, batch_size: int, device: torch.device,
+               generator: torch.Generator | None) -> torch.Tensor:
+    """The order of one pass of a loader of ``n`` samples over ``indices`` (default: all of them) on
+    ``device``: shuffled by ``torch.randperm`` with ``generator`` when one is given (no host sync)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    indices = torch.arange(n, device=device) if indices is None else indices.to(device)
+    if generator is not None:
+        indices = indices[torch.randperm(indices.numel(), device=device, generator=generator)]
+    return indices
+
+
 def batch_bounds(n: int, batch_size: int, min_last: int = 0) -> list[tuple[int, int]]:
     """``(start, stop)`` of the batches of ``n`` samples: ``batch_size`` each, the remainder last; a
     remainder of fewer than ``min_last`` samples is merged into the batch before it (if there is one)."""
@@ -364,14 +376,7 @@ class DeviceLoader:
         Every batch has ``batch_size`` samples but the last, which has the remainder; a remainder of fewer
         than ``min_last`` samples is merged into the batch before it (if there is one).
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if indices is None:
-            indices = torch.arange(len(self), device=self.device)
-        indices = indices.to(self.device)
-        if shuffle:
-            perm = torch.randperm(indices.numel(), device=self.device, generator=self.generator)
-            indices = indices[perm]
+        indices = pass_order(indices, len(self), batch_size, self.device, self.generator if shuffle else None)
         for start, stop in batch_bounds(indices.numel(), batch_size, min_last):
             idx = indices[start:stop]
             yield self.inputs(idx, augment), self.y[idx], idx

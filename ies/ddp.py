@@ -70,6 +70,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .config import Config
+from .data import pass_order
 from .distributed import combine_losses
 from .sharded import ShardedTracker
 
@@ -211,11 +212,7 @@ class ShardedLoader:
         (``min_last`` must be 0: :func:`check` refuses ``min_last_batch`` on several processes)."""
         if min_last:
             raise ValueError("min_last_batch does not run on several processes yet")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        indices = torch.arange(len(self), device=self.device) if indices is None else indices.to(self.device)
-        if shuffle:
-            indices = indices[torch.randperm(indices.numel(), device=self.device, generator=self.generator)]
+        indices = pass_order(indices, len(self), batch_size, self.device, self.generator if shuffle else None)
         mine, sizes = shard(indices, batch_size, self.rank, self.world)
         local = -(-batch_size // self.world)
         served = iter(self.loader.batches(mine, local, shuffle=False, augment=augment))

@@ -39,7 +39,7 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
-from .data import DATASETS, IMAGENET_STATS, batch_bounds, load_dataset
+from .data import DATASETS, IMAGENET_STATS, batch_bounds, load_dataset, pass_order
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LAYOUT = "an ImageFolder root holds train/<class>/<image> and val/<class>/<image>"
@@ -282,13 +282,7 @@ class StreamingLoader:
         each, in batches of ``batch_size`` (the last has the remainder; fewer than ``min_last`` samples: merged
         into the one before); shuffled as ``DeviceLoader`` shuffles. One host read of the order per pass
         (and of the augmentation seed)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if indices is None:
-            indices = torch.arange(len(self), device=self.device)
-        indices = indices.to(self.device)
-        if shuffle:
-            indices = indices[torch.randperm(indices.numel(), device=self.device, generator=self.generator)]
+        indices = pass_order(indices, len(self), batch_size, self.device, self.generator if shuffle else None)
         seed = -1
         if augment and self.augment:
             seed = int(torch.randint(0, 2**62, (1,), device=self.device, generator=self.generator))

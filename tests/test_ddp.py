@@ -182,14 +182,20 @@ def worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def test_two_ranks_resume_bad_input_and_rank_zero_writes(tmp_path, one_thread):
-    ctx = mp.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.time() + 400
-    while not ctx.join(timeout=5):  # a rank left hanging fails the test instead of blocking it
+def run_two_ranks(worker, out: Path, seconds: float = 400) -> None:
+    """``worker(rank, port, out)`` on two spawned processes; a rank left hanging fails the test instead of
+    blocking it."""
+    ctx = mp.spawn(worker, args=(free_port(), str(out)), nprocs=2, join=False)
+    deadline = time.time() + seconds
+    while not ctx.join(timeout=5):
         if time.time() > deadline:
             for p in ctx.processes:
                 p.kill()
             pytest.fail("a rank hung")
+
+
+def test_two_ranks_resume_bad_input_and_rank_zero_writes(tmp_path, one_thread):
+    run_two_ranks(worker, tmp_path)
     for rank in range(2):  # both ranks refused the batch size, with one line naming it
         bad = (tmp_path / f"bad{rank}.txt").read_text()
         assert bad.startswith("2:error: batch_size=33 must be divisible by the world size 2") and bad.count("\n") == 1

@@ -5,19 +5,16 @@ import contextlib
 import io
 import json
 import os
-import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from ies import Config, train
 from ies.sharded import ShardedTracker
 
-from .test_ddp import TINY, assert_same_history, free_port
+from .test_ddp import TINY, assert_same_history, run_two_ranks
 
 CFG = dict(TINY, epochs=6, threshold=0.05, window=1, recheck="2")  # 0-based epochs 1, 3, 5: no re-check
 
@@ -74,13 +71,7 @@ def worker(rank: int, port: int, out: str) -> None:
 
 
 def test_sharded_tracker_on_two_ranks_equals_the_whole_one(tmp_path, one_thread):
-    ctx = mp.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.time() + 400
-    while not ctx.join(timeout=5):  # a rank left hanging fails the test instead of blocking it
-        if time.time() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("a rank hung")
+    run_two_ranks(worker, tmp_path)
     for rank in range(2):
         bad = (tmp_path / f"bad{rank}.txt").read_text()
         assert bad.startswith("2:error: shard_tracker=True on several processes does not support "
