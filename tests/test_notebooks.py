@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import papermill
 import pytest
 import torch
@@ -120,6 +121,28 @@ def test_training_notebook_resumes_from_its_checkpoints(tmp_path):
     assert again.status == "ok", again.error
     for key in ("test_accuracy_baseline", "test_accuracy_ies", "backprop_saving"):
         assert again.metrics[key] == first.metrics[key]
+
+
+def test_training_notebook_takes_a_preset_on_real_image_files(tmp_path):
+    """03_training's real-image profile: PRESET="cifar-cpu" with DATASET a CIFAR-layout .npz (generated
+    here); the preset's values reach IES's run, the parameters given win over them, and the baseline
+    tracks from its training pass (a clean pass would change none of its training)."""
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "tiny_cifar.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (96, 32, 32, 3), dtype=np.uint8), y_train=np.arange(96) % 10,
+             x_test=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), y_test=np.arange(40) % 10)
+    path = ROOT / "notebooks" / "03_training.ipynb"
+    result = run_notebook(path, tmp_path, {"PROFILE": "smoke", "PRESET": "cifar-cpu", "DATASET": str(npz),
+                                           "EPOCHS": 3}, cwd=ROOT, progress=False)
+    assert result.status == "ok", result.error
+    ies_cfg = json.loads((tmp_path / "03_training" / "ies" / "metrics.json").read_text())["config"]
+    base_cfg = json.loads((tmp_path / "03_training" / "baseline" / "metrics.json").read_text())["config"]
+    assert (ies_cfg["model"], ies_cfg["loss_source"], ies_cfg["min_last_batch"], ies_cfg["epochs"]) == \
+        ("small_cnn", "clean", 16, 3)
+    assert base_cfg["loss_source"] == "training" and base_cfg["threshold"] == 0.0
+    missing = run_notebook(path, tmp_path / "again", {"PROFILE": "smoke", "PRESET": "cifar-cpu"}, cwd=ROOT,
+                           progress=False)
+    assert missing.status != "ok" and "PRESET='cifar-cpu' needs DATASET" in missing.error
 
 
 # ---------------------------------------------------------------------- the runner on tiny notebooks
