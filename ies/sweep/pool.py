@@ -252,9 +252,11 @@ class _Forked:
         self.process = context.Process(target=worker.run_forked, daemon=True, args=(
             str(folder / "config.json"), str(folder / "stdout.log"), str(folder / "stderr.log"), env))
         self.process.start()
+        self._reading = threading.Lock()
 
     def wait(self, timeout: float | None = None) -> int:
-        self.process.join(timeout)
+        with self._reading:  # one reader of the exit status at a time: a second one would read EOF (code 255)
+            self.process.join(timeout)
         if self.process.exitcode is None:
             raise subprocess.TimeoutExpired(WORKER, timeout)
         return self.process.exitcode
