@@ -34,7 +34,7 @@ What each epoch does on ``R`` ranks (:class:`Distributed`, hooks of :func:`ies.t
   rank's tracker share (``tracker_ranks``, gathered to rank 0: :meth:`Distributed.gather_trackers`); a
   resume needs the same world size, the same ``shard_tracker`` and an ``output`` folder every rank can read.
 
-``Config.shard_tracker``: the selector's tracker becomes a :class:`ies.sharded.ShardedTracker` (rank ``r``
+``Config.shard_tracker``: the selector builds a :class:`ies.sharded.ShardedTracker` (never the whole one; rank ``r``
 keeps the histories of the samples ``i % R == r``), and :meth:`Distributed.combine` leaves the losses to
 its ``step``. The decisions are those of the whole tracker; ``tracked_loss`` and ``n_nonfinite`` are
 summed over the ranks (one all-reduce of 3 float64), and the group report's fitted column is gathered as
@@ -257,10 +257,6 @@ class Distributed:
         run.generators["augment"] = augment
         run.train_data = ShardedLoader(run.train_data, self.rank, self.world, shared, self.share)
         run.test_data = ShardedLoader(run.test_data, self.rank, self.world)
-        if run.cfg.shard_tracker:  # the selector's whole tracker, not yet used, becomes this rank's share
-            t = run.selector.tracker
-            run.selector.tracker = ShardedTracker(t.num_samples, t.threshold, t.order, t.window, t.patience, t.rule,
-                                                  t.device, t.dtype, rank=self.rank, world_size=self.world)
 
     def detach(self, run) -> None:
         """Give ``run`` back its plain model and whole loaders (after the last epoch)."""
@@ -293,7 +289,6 @@ class Distributed:
         states: list = [None] * self.world
         dist.all_gather_object(states, ckpt.rng_state(generators))
         return states
-
 
     def gather_trackers(self, selector) -> list[dict] | None:
         """Every rank's :class:`~ies.sharded.ShardedTracker` state (CPU tensors), indexed by rank, on rank 0

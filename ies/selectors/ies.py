@@ -9,9 +9,11 @@ The default, ``every``, is the paper's method."""
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 from ..groups import cap_mastered
 from ..recheck import RecheckSchedule, parse_bins
+from ..sharded import ShardedTracker
 from ..tracker import TRACKER_DTYPES, MasteryTracker
 from .base import Plan, Selector, register
 
@@ -44,8 +46,11 @@ class TrackedExclusion(Selector):
     def __init__(self, cfg, num_samples, device, generator) -> None:
         super().__init__(cfg, num_samples, device, generator)
         threshold, order, rule = self.tracker_rule(cfg)
-        self.tracker = MasteryTracker(num_samples, threshold, order, cfg.window, cfg.patience, rule, device=device,
-                                      dtype=TRACKER_DTYPES[cfg.tracker_dtype])
+        # on several processes with shard_tracker, each rank keeps only its share (never the whole history)
+        sharded = cfg.shard_tracker and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        kind = ShardedTracker if sharded else MasteryTracker
+        self.tracker = kind(num_samples, threshold, order, cfg.window, cfg.patience, rule, device=device,
+                            dtype=TRACKER_DTYPES[cfg.tracker_dtype])
         self.excluded = torch.zeros(num_samples, dtype=torch.bool, device=device)
 
     def tracker_rule(self, cfg) -> tuple[float, int, str]:
