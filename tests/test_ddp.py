@@ -21,6 +21,8 @@ from ies import Config, train
 from ies.data import ArrayDataset, DeviceLoader
 from ies.ddp import GradientShare, ShardedLoader, shard
 
+from .resuming import interrupted
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="synthetic", dataset_size=1000, model="mlp", epochs=5, batch_size=32, device="cpu", lr=0.05,
             progress=False)
@@ -125,10 +127,6 @@ def images(n: int = 320) -> ArrayDataset:
     return ArrayDataset(x[:256], y[:256], x[256:], y[256:], 3, "tiny-images")
 
 
-class Interrupt(Exception):
-    pass
-
-
 def worker(rank: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     out = Path(out)
@@ -171,13 +169,7 @@ def worker(rank: int, port: int, out: str) -> None:
     cfg = Config(dataset="synthetic", model="mlp", epochs=5, batch_size=16, device="cpu", lr=0.05, threshold=0.05,
                  progress=False)
     train(cfg.replace(output=str(out / "whole")), dataset=images())
-
-    def stop(epoch, model, tracker):
-        if epoch == 3:
-            raise Interrupt
-
-    with contextlib.suppress(Interrupt):
-        train(cfg.replace(output=str(out / "cut")), dataset=images(), on_epoch_end=stop)
+    interrupted(cfg.replace(output=str(out / "cut")), 3, dataset=images())
     train(cfg.replace(output=str(out / "cut"), resume=True), dataset=images())
     dist.destroy_process_group()
 

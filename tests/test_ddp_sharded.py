@@ -14,18 +14,10 @@ import torch.distributed as dist
 from ies import Config, train
 from ies.sharded import ShardedTracker
 
+from .resuming import interrupted
 from .test_ddp import TINY, assert_same_history, run_two_ranks
 
 CFG = dict(TINY, epochs=6, threshold=0.05, window=1, recheck="2")  # 0-based epochs 1, 3, 5: no re-check
-
-
-class Interrupt(Exception):
-    pass
-
-
-def _stop(epoch, model, tracker):
-    if epoch == 3:
-        raise Interrupt
 
 
 def _one_line_error(argv: list[str]) -> str:
@@ -57,8 +49,7 @@ def worker(rank: int, port: int, out: str) -> None:
     assert isinstance(sharded.tracker, ShardedTracker) and not isinstance(whole.tracker, ShardedTracker)
     assert torch.equal(sharded.tracker.mastered, whole.tracker.mastered)
     assert torch.equal(sharded.tracker.local.history().nan_to_num(-1), whole.tracker.history()[rank::2].nan_to_num(-1))
-    with contextlib.suppress(Interrupt):  # stopped after epoch 3 (its checkpoint: epoch 2), then resumed
-        train(cfg.replace(shard_tracker=True, output=str(out / "cut")), on_epoch_end=_stop)
+    interrupted(cfg.replace(shard_tracker=True, output=str(out / "cut")), 3)  # its checkpoint: epoch 2
     try:
         train(cfg.replace(output=str(out / "cut"), resume=True))
         mismatch = "no error"

@@ -10,6 +10,8 @@ from ies.models import cnn1d
 from ies.notebook import mastery_over_time
 from ies.recheck import recheck_epochs
 
+from .resuming import interrupted
+
 FAST = dict(dataset="mnist1d", dataset_size=1000, batch_size=64, progress=False, seed=0, threshold=0.05)
 N_TRAIN, N_TEST = 800, 200
 
@@ -106,17 +108,8 @@ def test_every_is_the_per_epoch_rule_of_the_paper(mnist_small):
 def test_resume_is_bit_identical_with_a_schedule(mnist_small, tmp_path):
     cfg = Config(**FAST, epochs=12, lr=0.1, gamma=0.7, recheck="lr", output=str(tmp_path / "full"))
     full = train(cfg, dataset=mnist_small)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_7(epoch, model, tracker):
-        if epoch == 7:
-            raise Stop  # the checkpoint holds epochs 1..6
-
     cut = cfg.replace(output=str(tmp_path / "cut"))
-    with pytest.raises(Stop):
-        train(cut, dataset=mnist_small, on_epoch_end=stop_at_7)
+    interrupted(cut, 7, dataset=mnist_small)  # the checkpoint holds epochs 1..6
     resumed = train(cut.replace(resume=True), dataset=mnist_small)
     cols = [c for c in full.history.columns if c != "epoch_seconds"]
     assert full.history[cols].equals(resumed.history[cols])

@@ -14,6 +14,8 @@ from ies.cli import main
 from ies.data import IMAGENET_STATS, ArrayDataset, DeviceLoader, synthetic
 from ies.streaming import StreamingData, StreamingLoader, image_folder_data
 
+from .resuming import interrupted
+
 # 36 training and 12 test images of 3 classes, 16x16 RGB; no augmentation; a few samples get excluded
 TINY = dict(model="small_cnn", epochs=7, batch_size=8, eval_batch_size=16, lr=0.02, threshold=0.3,
             augment=False, image_size=0, device="cpu", progress=False, seed=0)
@@ -121,17 +123,8 @@ def test_augmented_streaming_run_resumes_bit_identically(folder, tmp_path, one_t
     cfg = Config(**{**TINY, "epochs": 4, "augment": True}, dataset=str(folder), num_workers=0,
                  output=str(tmp_path / "full"))
     full = train(cfg)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_3(epoch, model, tracker):
-        if epoch == 3:
-            raise Stop  # the checkpoint holds epochs 1..2
-
     cut = cfg.replace(output=str(tmp_path / "cut"))
-    with pytest.raises(Stop):
-        train(cut, on_epoch_end=stop_at_3)
+    interrupted(cut, 3)  # the checkpoint holds epochs 1..2
     resumed = train(cut.replace(resume=True))
     cols = [c for c in full.history.columns if c != "epoch_seconds"]
     pd.testing.assert_frame_equal(resumed.history[cols], full.history[cols], check_exact=True)
