@@ -5,7 +5,7 @@
 
 CIFAR: ``cifar10_subset_10k.npz`` (uint8 ``x_train`` 10000x32x32x3, ``y_train``, ``x_test`` 2000, ``y_test``) from
 ``--npz``, else ``../shared/data/`` next to the repository, else ``data/`` inside it, trained with the
-``cifar-cpu`` preset (:mod:`ies.presets`; the measurements: ``benchmarks/RECIPE_NOTES.md``); its entry is
+``cifar-cpu`` preset (:mod:`ies.training.presets`; the measurements: ``benchmarks/RECIPE_NOTES.md``); its entry is
 ``{"skipped": ...}`` if there is no file. MNIST-1D: the defaults (cnn1d, 60 epochs, delta 1e-3).
 
 Prints one JSON object, per data set: ``runs`` (``baseline``, ``ies``, ``ies_recheck_lr``), each with
@@ -14,7 +14,7 @@ forward and backward sample counts), ``flop_ideal_speedup`` ``= 1 / (1 - compute
 ``measured_speedup`` (baseline wall time / this run's), ``measured_over_ideal`` (their ratio), the same two
 without the per-epoch test evaluation (identical in every run and outside the FLOP count),
 ``recheck_epochs`` (epochs that forwarded the excluded samples, of those with any excluded), the seconds
-of each phase (``ies.training.run_epoch``'s ``phases``) and per-epoch ``ideal_speedup_per_epoch`` /
+of each phase (``ies.training.loop.run_epoch``'s ``phases``) and per-epoch ``ideal_speedup_per_epoch`` /
 ``measured_speedup_per_epoch`` against the baseline's same epoch. Then ``accuracy_difference`` of each
 method against the baseline and ``target_met``: ``recheck="lr"``'s measured speedup above plain IES's
 FLOP-ideal. One seed: whether an accuracy difference is within the seed noise needs more seeds
@@ -48,9 +48,9 @@ def timed_run(cfg, data) -> dict:
     """One run composed from the public epoch steps (``build_run`` + ``run_epoch``), with the seconds of each
     phase and of the selector's bookkeeping (``observe`` = ``tracker.record``, and ``end_epoch`` =
     ``tracker.step``; exact on a CPU, where both run synchronously)."""
-    from ies.history import summarize
-    from ies.setup import build_run
-    from ies.training import run_epoch
+    from ies.training.history import summarize
+    from ies.training.loop import run_epoch
+    from ies.training.setup import build_run
 
     run = build_run(cfg, dataset=data)
     phases: dict[str, float] = {"bookkeeping": 0.0}
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--npz", default="", help="path of cifar10_subset_10k.npz (default: ../shared/data or data/)")
     p.add_argument("--only", choices=("mnist1d", "cifar"), default=None, help="one data set only")
-    p.add_argument("--preset", default="cifar-cpu", help="the CIFAR runs' preset (ies/presets.py)")
+    p.add_argument("--preset", default="cifar-cpu", help="the CIFAR runs' preset (ies/training/presets.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = p.parse_args(argv)
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from ies import Config
-    from ies.data import load_dataset
-    from ies.presets import config_with_preset
+    from ies.data.datasets import load_dataset
+    from ies.training.presets import config_with_preset
 
     run_control = dict(device="cpu", progress=False, checkpoint_every=0, seed=args.seed)
     out: dict = {"torch_threads": torch.get_num_threads(), "seed": args.seed}

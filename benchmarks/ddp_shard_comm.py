@@ -1,5 +1,5 @@
 """Benchmark: bytes the tracker sends per epoch in ``ies.train`` on ``R`` gloo processes with
-``shard_tracker=True`` (:class:`ies.sharded.ShardedTracker`: records to their owners, decision and fitted
+``shard_tracker=True`` (:class:`ies.method.sharded.ShardedTracker`: records to their owners, decision and fitted
 bits, the ``tracked_loss`` sums), against ``combine_losses``' all-reduce of ``2 N`` float64.
 
 Prints JSON. ``python benchmarks/ddp_shard_comm.py [--world 2] [--dataset-size 1000] [--epochs 6]``

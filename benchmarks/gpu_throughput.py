@@ -35,9 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a copy of the repository without installing it
 
 from ies import Config, MasteryTracker  # noqa: E402
-from ies.data import DeviceLoader, load_dataset  # noqa: E402
-from ies.models import build_model  # noqa: E402
-from ies.notebook import flop_ideal_speedup  # noqa: E402
+from ies.course.notebook import flop_ideal_speedup  # noqa: E402
+from ies.data.datasets import DeviceLoader, load_dataset  # noqa: E402
+from ies.models.zoo import build_model  # noqa: E402
 
 NPZ_NAME = "cifar10_subset_10k.npz"
 CANDIDATES = [REPO / "data" / NPZ_NAME, REPO / "shared" / "data" / NPZ_NAME, REPO.parent / "shared" / "data" / NPZ_NAME]
@@ -127,7 +127,7 @@ def epochs(device, npz: Path | None, n_epochs, quick) -> dict:
         if not quick:
             return {"skipped": f"no {NPZ_NAME}: pass --npz PATH or put it in data/"}
         g = torch.Generator().manual_seed(0)
-        from ies.data import ArrayDataset
+        from ies.data.datasets import ArrayDataset
 
         x = torch.randint(0, 256, (48, 16, 16, 3), dtype=torch.uint8, generator=g)
         y = (x[..., 0].float().mean((1, 2)) > 127.5).long()
@@ -139,7 +139,7 @@ def epochs(device, npz: Path | None, n_epochs, quick) -> dict:
     cfg = Config(dataset=name if npz is not None else "synthetic", model="resnet18", epochs=n_epochs,
                  device=str(device), progress=False, checkpoint_every=0,
                  batch_size=16 if quick else 64, eval_batch_size=32 if quick else 1024)
-    from ies.training import train
+    from ies.training.loop import train
 
     runs = {}
     for method, threshold in (("baseline", 0.0), ("ies", 1e-3)):
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
 
-    from ies.setup import resolve_device
+    from ies.training.setup import resolve_device
 
     device = resolve_device(args.device)
     sizes = [int(b) for b in args.batch_sizes.split(",")]

@@ -1,10 +1,10 @@
-"""Benchmark: communication per epoch of the sharded tracker (:mod:`ies.sharded`) against a whole tracker on
-every rank with :func:`ies.distributed.combine_losses`, with ``R`` gloo processes on the CPU.
+"""Benchmark: communication per epoch of the sharded tracker (:mod:`ies.method.sharded`) against a whole tracker on
+every rank with :func:`ies.method.distributed.combine_losses`, with ``R`` gloo processes on the CPU.
 
 Prints JSON. ``python benchmarks/sharded_comm.py [--samples 1281167] [--world 2] [--dtype float32]``
 
 Every epoch each rank records the losses of its share of a shuffled order of all samples (positions
-``r, r + R, ...``, as :class:`ies.distributed.DistributedActiveSampler` serves them), in batches of 256;
+``r, r + R, ...``, as :class:`ies.method.distributed.DistributedActiveSampler` serves them), in batches of 256;
 then the sharded tracker steps (all_to_all of the losses to their owners, all_gather of the packed
 decisions) and, beside it, a whole tracker is combined (all-reduce of ``2 N`` float64) and stepped.
 Reported for the last epoch (the look-back full): bytes this rank sent and received (payload) and the
@@ -26,9 +26,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ies.distributed import combine_losses
-from ies.sharded import ShardedTracker
-from ies.tracker import TRACKER_DTYPES, MasteryTracker
+from ies.method.distributed import combine_losses
+from ies.method.sharded import ShardedTracker
+from ies.method.tracker import TRACKER_DTYPES, MasteryTracker
 
 
 def _nbytes(tracker: MasteryTracker) -> int:

@@ -1,4 +1,4 @@
-"""Throughput of the streaming path (``ies.streaming``): images/s that DataLoader workers decode, crop and
+"""Throughput of the streaming path (``ies.data.streaming``): images/s that DataLoader workers decode, crop and
 deliver to the device as normalised batches, on a generated ImageFolder of JPEGs of ImageNet's typical
 size (500x375, smooth random content, quality 90).
 
@@ -28,7 +28,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a copy of the repository without installing it
 
-from ies.streaming import StreamingLoader, image_folder_data  # noqa: E402
+from ies.data.streaming import StreamingLoader, image_folder_data  # noqa: E402
 
 
 def write_folder(root: Path, images: int, seed: int = 0) -> None:

@@ -26,7 +26,7 @@ import json
 import torch
 
 from ies import Config, MasteryTracker, train
-from ies.tracker import TRACKER_DTYPES
+from ies.method.tracker import TRACKER_DTYPES
 
 
 def replay(losses: torch.Tensor, threshold: float, dtype: torch.dtype) -> torch.Tensor:

@@ -32,7 +32,7 @@ import time
 
 import torch
 
-from ies.tracker import TRACKER_DTYPES, MasteryTracker
+from ies.method.tracker import TRACKER_DTYPES, MasteryTracker
 
 
 def _rss(field: str) -> int:

@@ -17,10 +17,11 @@ import os
 import sys
 from pathlib import Path
 
-from . import sweep
-from .config import Config, field_docs
-from .presets import PRESETS, config_with_preset
-from .training import train
+from .experiments import sweep
+from .experiments.group_report import GroupReport
+from .training.config import Config, field_docs
+from .training.loop import train
+from .training.presets import PRESETS, config_with_preset
 
 
 def _add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output", default="runs/compare", help="folder for the two runs (default: runs/compare)")
     for cmd in (train_cmd, compare):
         cmd.add_argument("--preset", default=None, metavar="NAME",
-                         help=f"start from a named set of values ({', '.join(PRESETS)}; ies/presets.py); "
+                         help=f"start from a named set of values ({', '.join(PRESETS)}; ies/training/presets.py); "
                               "options given explicitly override it")
     parser.commands = {"train": train_cmd, "compare": compare}
     sub.add_parser("notebooks", help="run the course notebooks with papermill (see --help of it)", add_help=False)
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "notebooks":
-        from .runner import main as notebooks_main  # needs the `course` extra (papermill, jupyter)
+        from .course.runner import main as notebooks_main  # needs the `course` extra (papermill, jupyter)
 
         return notebooks_main(argv[1:])
     if argv and argv[0] == "sweep":
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _config_from(args) if args.command == "train" else _config_from(args, skip=("output", "resume"))
         if args.command == "train":
-            result = train(cfg)  # under torchrun: every rank trains its share, rank 0 writes and prints
+            # under torchrun: every rank trains its share, rank 0 writes and prints
+            result = train(cfg, observers=[GroupReport()])
             keys = ("test_accuracy", "best_test_accuracy", "backprop_saving", "compute_saving", "wall_time_s")
             if os.environ.get("RANK", "0") == "0":
                 print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
@@ -92,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 def _compare(cfg: Config, out: Path) -> int:
     threshold = cfg.threshold if cfg.threshold > 0 else 1e-3
     runs = {
-        "baseline": train(cfg.replace(threshold=0.0, output=str(out / "baseline"))),
-        "ies": train(cfg.replace(threshold=threshold, output=str(out / "ies"))),
+        "baseline": train(cfg.replace(threshold=0.0, output=str(out / "baseline")), observers=[GroupReport()]),
+        "ies": train(cfg.replace(threshold=threshold, output=str(out / "ies")), observers=[GroupReport()]),
     }
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone prints
         return 0

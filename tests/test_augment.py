@@ -4,8 +4,8 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from ies import augment as aug
-from ies.data import DeviceLoader
+from ies.data import augment as aug
+from ies.data.datasets import DeviceLoader
 
 
 def images(n=6, h=7, w=9, c=3, seed=0):

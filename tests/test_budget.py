@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ies.budget import Calibration, calibrate, saving_for_speedup, speedup_for_saving
+from ies.experiments.budget import Calibration, calibrate, saving_for_speedup, speedup_for_saving
 
 
 def test_speedup_and_saving_are_inverse():
@@ -79,8 +79,8 @@ def test_bad_brackets_are_named():
 
 def test_pilot_trains_a_short_run_and_returns_its_compute_saving():
     from ies import Config, train
-    from ies.budget import pilot
-    from ies.data import synthetic
+    from ies.data.datasets import synthetic
+    from ies.experiments.budget import pilot
 
     data = synthetic(300)
     cfg = Config(dataset="synthetic", dataset_size=300, model="mlp", epochs=40, progress=False, threshold=1e-3)

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from ies import Config
-from ies.config import field_docs
+from ies.training.config import field_docs
 
 
 def test_defaults_are_the_authors_settings():

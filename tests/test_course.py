@@ -1,4 +1,4 @@
-"""The course's tooling (``ies.course`` and the runner's ``--student``, ``--html``, ``--colab-links``).
+"""The course's tooling (``ies.course.colab`` and the runner's ``--student``, ``--html``, ``--colab-links``).
 
 Every ``notebooks/NN_*.ipynb`` (07 and 08 too, once added) opens with the one setup cell, byte for byte,
 that installs nothing of the kernel stack; the package's core dependencies hold no kernel package either
@@ -20,8 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ies import course
-from ies.runner import main, run_notebook
+from ies.course import colab as course
+from ies.course.runner import main, run_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -46,8 +46,8 @@ def pyproject() -> dict:
 def test_setup_cell_is_the_one_cell(path):
     cell = course.setup_cell(nbformat.read(path, as_version=4))
     assert cell.source == course.SETUP_CELL, (
-        f"{path.name}: the first code cell is not ies.course.SETUP_CELL; "
-        f"fix with: python -c \"from ies.course import write_setup_cell; write_setup_cell('{path.as_posix()}')\"")
+        f"{path.name}: the first code cell is not ies.course.colab.SETUP_CELL; "
+        f"fix with: python -c \"from ies.course.colab import write_setup_cell; write_setup_cell('{path.as_posix()}')\"")
     assert "parameters" not in cell.metadata.get("tags", [])
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ies.criteria import backward_difference, lookback, mastered_mask
+from ies.method.criteria import backward_difference, lookback, mastered_mask
 
 NAN = math.nan
 HALVING = [1.0, 0.5, 0.25, 0.125, 0.0625]  # D1 = -.5,-.25,-.125,-.0625; D2 = .25,.125,.0625; D3 = -.125,-.0625

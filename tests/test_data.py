@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ies import MasteryTracker, cli
-from ies import data as D
-from ies.generic import ActiveSampler, IndexedDataset
+from ies.data import datasets as D
+from ies.method.generic import ActiveSampler, IndexedDataset
 
 
 def image_arrays(n_train=40, n_test=12, size=16, classes=3, seed=0):

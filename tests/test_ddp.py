@@ -1,4 +1,4 @@
-"""``ies.train`` on two gloo processes (:mod:`ies.ddp`): the shards, ``torchrun -m ies train`` against one
+"""``ies.train`` on two gloo processes (:mod:`ies.training.ddp`): the shards, ``torchrun -m ies train`` against one
 process at the same global batch, resume under two processes, bad input on every rank, rank 0 writes."""
 
 import contextlib
@@ -18,8 +18,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ies import Config, train
-from ies.data import ArrayDataset, DeviceLoader
-from ies.ddp import GradientShare, ShardedLoader, shard
+from ies.data.datasets import ArrayDataset, DeviceLoader
+from ies.training.ddp import GradientShare, ShardedLoader, shard
 
 from .resuming import interrupted
 
@@ -34,7 +34,7 @@ FLOATS = ["train_loss", "tracked_loss", "test_loss", "test_accuracy", "grad_norm
 @pytest.mark.parametrize("field,value", [("batch_size", 33), ("min_last_batch", 16), ("compile", True),
                                          ("selector", "infobatch")])
 def test_check_names_what_cannot_run_on_several_processes(field, value):
-    from ies.ddp import check
+    from ies.training.ddp import check
 
     with pytest.raises(ValueError, match=f"^{field}=") as e:
         check(Config(**{**TINY, field: value}), 2)
@@ -155,7 +155,7 @@ def worker(rank: int, port: int, out: str) -> None:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
 
     writes = []  # every file write of this process (rank 0 alone should write)
-    import ies.checkpoint as ckpt
+    import ies.training.checkpoint as ckpt
 
     atomic, to_csv = ckpt.atomic_write_bytes, pd.DataFrame.to_csv
     ckpt.atomic_write_bytes = lambda path, *a: (writes.append(str(path)), atomic(path, *a))[1]

@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 
 from ies import Config, train
-from ies.sharded import ShardedTracker
+from ies.experiments.group_report import GroupReport
+from ies.method.sharded import ShardedTracker
 
 from .resuming import interrupted
 from .test_ddp import TINY, assert_same_history, run_two_ranks
@@ -44,8 +45,8 @@ def worker(rank: int, port: int, out: str) -> None:
     cfg = Config(**CFG)
     comm = []
     sharded = train(cfg.replace(shard_tracker=True, output=str(out / "sharded")),
-                    on_epoch_end=lambda e, m, tracker: comm.append(tracker.comm))
-    whole = train(cfg.replace(output=str(out / "whole")))
+                    on_epoch_end=lambda e, m, tracker: comm.append(tracker.comm), observers=[GroupReport()])
+    whole = train(cfg.replace(output=str(out / "whole")), observers=[GroupReport()])
     assert isinstance(sharded.tracker, ShardedTracker) and not isinstance(whole.tracker, ShardedTracker)
     assert torch.equal(sharded.tracker.mastered, whole.tracker.mastered)
     assert torch.equal(sharded.tracker.local.history().nan_to_num(-1), whole.tracker.history()[rank::2].nan_to_num(-1))

@@ -10,9 +10,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from ies import MasteryTracker
-from ies.data import synthetic
-from ies.distributed import DistributedActiveSampler, combine_losses
-from ies.generic import ActiveSampler
+from ies.data.datasets import synthetic
+from ies.method.distributed import DistributedActiveSampler, combine_losses
+from ies.method.generic import ActiveSampler
 
 # the run that both sides do
 N_SAMPLES, LOCAL_BATCH, WORLD, EPOCHS, SEED = 400, 16, 2, 10, 5

@@ -1,4 +1,4 @@
-"""The epoch's steps used alone (ies.epoch, ies.training.run_epoch) and the compute accounting."""
+"""The epoch's steps used alone (ies.training.epoch, ies.training.loop.run_epoch) and the compute accounting."""
 
 import pytest
 import torch
@@ -6,11 +6,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ies import Config, train
-from ies.data import DeviceLoader, synthetic
-from ies.epoch import evaluate, track_pass, train_pass
+from ies.data.datasets import DeviceLoader, synthetic
 from ies.selectors import Plan
-from ies.setup import build_run
-from ies.training import run_epoch
+from ies.training.epoch import evaluate, track_pass, train_pass
+from ies.training.loop import run_epoch
+from ies.training.setup import build_run
 
 from .counting import ForwardCounter
 
@@ -80,7 +80,8 @@ def test_run_epoch_times_its_phases(data):
     assert sum(phases.values()) <= row["epoch_seconds"] + 1e-3
 
 
-def test_old_loss_source_name_is_accepted():
-    assert Config(loss_source="official").loss_source == "training"
+def test_a_loss_source_that_is_not_one_is_refused():
+    with pytest.raises(ValueError, match="loss_source"):
+        Config(loss_source="official")  # the rule's name, not a loss source
     with pytest.raises(ValueError, match="loss_source"):
         Config(loss_source="offical")

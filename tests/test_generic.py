@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from ies import MasteryTracker
-from ies.data import synthetic
-from ies.generic import ActiveSampler, IndexedDataset
+from ies.data.datasets import synthetic
+from ies.method.generic import ActiveSampler, IndexedDataset
 
 
 def tracker_with_mastered(n, mastered):

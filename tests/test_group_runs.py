@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from ies import Config, train
-from ies import transforms as T
-from ies.data import synthetic
-from ies.models import build_model
-from ies.setup import build_run
-from ies.transformer import PatchTransformer1d, TinyViT
+from ies.data import transforms as T
+from ies.data.datasets import synthetic
+from ies.experiments.group_report import GroupReport
+from ies.models.transformer import PatchTransformer1d, TinyViT
+from ies.models.zoo import build_model
+from ies.training.setup import build_run
 
 TINY = dict(dataset="synthetic", dataset_size=1000, model="mlp", batch_size=32, progress=False, device="cpu")
 
@@ -62,7 +63,7 @@ def test_transformer_is_in_the_model_registry():
 def mastering_run(tmp_path, **changes):
     """IES on the synthetic blobs with a loose threshold: many samples are mastered within a few epochs."""
     cfg = Config(**{**TINY, "epochs": 8, "threshold": 0.05, "lr": 0.05, "output": str(tmp_path), **changes})
-    return train(cfg)
+    return train(cfg, observers=[GroupReport()])
 
 
 def test_groups_csv_sums_to_the_history_and_recall_to_the_accuracy(tmp_path):
@@ -119,7 +120,7 @@ def test_an_interrupted_run_resumes_to_the_same_group_files(tmp_path):
     cfg = Config(**{**TINY, "epochs": 8, "threshold": 0.05, "lr": 0.05, "output": str(tmp_path / "cut"),
                     "label_noise": 0.1})
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, on_epoch_end=stop_at_5)
-    train(cfg.replace(resume=True))
+        train(cfg, on_epoch_end=stop_at_5, observers=[GroupReport()])
+    train(cfg.replace(resume=True), observers=[GroupReport()])
     for name in ("groups.csv", "groups_summary.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ref" / name), pd.read_csv(tmp_path / "cut" / name))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ies import groups as G
+from ies.experiments import groups as G
+from ies.method.cap import cap_mastered
 
 # 5 samples x 4 epochs; groups: 0 0 1 1 2
 MASTERED = torch.tensor([
@@ -117,11 +118,11 @@ def test_cap_keeps_the_lowest_scores_per_group_exactly():
     score = torch.tensor([0.5, 0.1, 0.3, 0.0, 0.2, 0.9, 0.9, 0.1, 0.0, float("nan")])
     # group 0: 5 samples, cap 0.5 -> 2 kept: scores 0.1 (index 1) and 0.2 (index 4)
     # group 1: 5 samples -> 2 kept: 0.1 (index 7), then the 0.9 tie goes to the lower index 5; NaN last
-    out = G.cap_mastered(mastered, groups, 0.5, score)
+    out = cap_mastered(mastered, groups, 0.5, score)
     assert torch.nonzero(out).flatten().tolist() == [1, 4, 5, 7]
-    assert torch.equal(G.cap_mastered(mastered, groups, 1.0, score), mastered)
+    assert torch.equal(cap_mastered(mastered, groups, 1.0, score), mastered)
     # 0.29 x 100 allows 29 (not 28 from float rounding)
-    many = G.cap_mastered(torch.ones(100, dtype=torch.bool), torch.zeros(100, dtype=torch.long), 0.29,
+    many = cap_mastered(torch.ones(100, dtype=torch.bool), torch.zeros(100, dtype=torch.long), 0.29,
                           torch.arange(100.0).flip(0))
     assert torch.nonzero(many).flatten().tolist() == list(range(71, 100))
 
@@ -133,7 +134,7 @@ def test_cap_is_never_exceeded_and_matches_a_plain_reference():
         mastered = torch.rand(n, generator=g) < 0.6
         groups = torch.randint(0, 7, (n,), generator=g)
         score = torch.rand(n, generator=g).round(decimals=2)  # with ties
-        out = G.cap_mastered(mastered, groups, cap, score)
+        out = cap_mastered(mastered, groups, cap, score)
         assert not (out & ~mastered).any()
         ref = np.zeros(n, dtype=bool)
         for k in range(7):  # plain reference: sort each group's mastered by (score, index)
@@ -148,7 +149,7 @@ def test_cap_is_never_exceeded_and_matches_a_plain_reference():
 @pytest.mark.parametrize("cap", [0.0, -0.1, 1.01, float("nan")])
 def test_cap_outside_range_is_an_error_naming_it(cap):
     with pytest.raises(ValueError, match=r"^cap must be in \(0, 1\]"):
-        G.cap_mastered(MASTERED[:, 0], GROUPS, cap, torch.zeros(5))
+        cap_mastered(MASTERED[:, 0], GROUPS, cap, torch.zeros(5))
 
 
 def test_fit_shares_by_hand():

@@ -9,9 +9,10 @@ import torchvision
 from torch import nn
 
 from ies import Config
-from ies.data import ArrayDataset
-from ies.models import FixedShapeCompiled, Float32Linear, build_model, cifar_resnet, small_cnn
-from ies.training import train
+from ies.data.datasets import ArrayDataset
+from ies.models.layers import Float32Linear
+from ies.models.zoo import FixedShapeCompiled, build_model, cifar_resnet, small_cnn
+from ies.training.loop import train
 
 
 @pytest.mark.parametrize("depth, count", [(18, 11_173_962), (34, 21_282_122)])

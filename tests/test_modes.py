@@ -1,10 +1,10 @@
-"""ies.modes: eval mode for a block, each module's own flag restored; strict fp32 is a no-op off CUDA."""
+"""ies.models.modes: eval mode for a block, each module's own flag restored; strict fp32 is a no-op off CUDA."""
 
 import pytest
 import torch
 from torch import nn
 
-from ies.modes import evaluating, plain_eval, strict_fp32
+from ies.models.modes import evaluating, plain_eval, strict_fp32
 
 
 def mixed_net() -> nn.Sequential:

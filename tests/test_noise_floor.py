@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from ies.data import DeviceLoader
-from ies.models import small_cnn
-from ies.noise_floor import augmented_losses, difference_floor, noise_floor
+from ies.data.datasets import DeviceLoader
+from ies.experiments.noise_floor import augmented_losses, difference_floor, noise_floor
+from ies.models.zoo import small_cnn
 
 
 def test_difference_floor_values():

@@ -4,7 +4,7 @@ Every ``notebooks/NN_*.ipynb`` (whoever adds it) must be committed clean (no out
 kernel ``python3``, no absolute paths), have exactly one ``parameters`` cell of annotated literals starting
 with PROFILE, SEED, DEVICE, DATA_DIR, OUTPUT_DIR, and run under papermill with ``PROFILE="smoke"`` into a
 temporary folder, writing its ``metrics.json``. The runner is tested on tiny notebooks made here; the
-analysis helpers of ``ies.notebook`` against a plain tracker and hand-computed values.
+analysis helpers of ``ies.course.notebook`` against a plain tracker and hand-computed values.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ import pytest
 import torch
 
 from ies import MasteryTracker
-from ies.notebook import (
+from ies.course.notebook import (
     coefficient_of_variation,
-    first_epoch,
     flop_ideal_speedup,
-    mastery_over_time,
     predictions,
-    reentries,
 )
-from ies.runner import find_notebooks, key_metrics, main, run_notebook
+from ies.course.runner import find_notebooks, key_metrics, main, run_notebook
+from ies.method.replay import first_epoch, mastery_over_time, reentries
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -245,7 +243,7 @@ def test_key_metrics_takes_the_first_numbers():
     assert key_metrics(metrics) == "saved=0.3651  count=3  nan=nan  more=1"
 
 
-# ---------------------------------------------------------------------- analysis helpers of ies.notebook
+# ---------------------------------------------------------------------- analysis helpers of ies.course.notebook
 @pytest.mark.parametrize("rule", ["official", "paper"])
 @pytest.mark.parametrize("order", [0, 1, 2, 3])
 def test_mastery_over_time_replays_the_tracker(rule, order):
@@ -290,8 +288,8 @@ def test_flop_ideal_speedup():
 
 
 def test_predictions_restore_mode_and_match_the_model():
-    from ies.data import synthetic
-    from ies.models import build_model
+    from ies.data.datasets import synthetic
+    from ies.models.zoo import build_model
 
     data = synthetic(200)
     torch.manual_seed(0)

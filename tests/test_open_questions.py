@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from ies import Config
-from ies import open_questions as oq
-from ies.sweep import run_id
+from ies.experiments import open_questions as oq
+from ies.experiments.sweep import run_id
 
 
 def test_every_setting_is_a_valid_config_and_twins_point_at_their_capped_run():

@@ -1,4 +1,4 @@
-"""``ies.params.cast_params``: notebook parameters as their declared types, or one line naming the
+"""``ies.course.params.cast_params``: notebook parameters as their declared types, or one line naming the
 parameter and the type; used by every course notebook (checked here with ``ast``), tried with papermill."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ies.params import ParameterError, cast_params, cast_value
-from ies.runner import run_notebook
+from ies.course.params import ParameterError, cast_params, cast_value
+from ies.course.runner import run_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -1,6 +1,6 @@
 """The peers through the one training loop: infobatch, small_loss_rescale, selective_backprop, early_stop.
 The counts of the history against a model that counts what passes through it; the rules against
-ies.selectors.rules; the CLI and ies.sweep."""
+ies.selectors.rules; the CLI and ies.experiments.sweep."""
 
 import json
 import math
@@ -14,11 +14,11 @@ from torch import nn
 import ies.selectors.selective_backprop as sb_module
 from ies import Config, train
 from ies.cli import main
-from ies.data import synthetic
+from ies.data.datasets import synthetic
+from ies.experiments.sweep import run_sweep
 from ies.selectors.rules import below_mean, stop_epoch
-from ies.setup import build_run
-from ies.sweep import run_sweep
-from ies.training import run_epoch
+from ies.training.loop import run_epoch
+from ies.training.setup import build_run
 
 from .counting import ForwardCounter
 

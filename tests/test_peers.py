@@ -3,8 +3,8 @@
 import pytest
 
 from ies import Config
-from ies.data import synthetic
-from ies.peers import KNOBS, Runner, calibration_table, match_budgets, method_config, run_matched
+from ies.data.datasets import synthetic
+from ies.experiments.peers import KNOBS, Runner, calibration_table, match_budgets, method_config, run_matched
 
 TINY = dict(dataset="synthetic", dataset_size=300, model="mlp", batch_size=32, epochs=6, progress=False, seed=0)
 

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from ies import peers_report as pr  # noqa: E402
+from ies.experiments import peers_report as pr  # noqa: E402
 
 
 def runs():

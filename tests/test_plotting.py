@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
-from ies.plotting import (  # noqa: E402
+from ies.experiments.plotting import (  # noqa: E402
     METHOD_COLORS,
     OTHER_COLORS,
     ablation_panels,
@@ -81,7 +81,7 @@ def test_ablation_panels_one_panel_per_family_with_the_module_colours():
 
 
 def test_plot_paired_labels_both_axes_in_the_method_colours():
-    from ies.plotting import plot_paired
+    from ies.experiments.plotting import plot_paired
 
     runs = pd.DataFrame({"method": ["baseline", "ies", "scratch"] * 2, "seed": [0, 0, 0, 1, 1, 1],
                          "probe_accuracy": [0.5, 0.6, 0.3, 0.7, 0.7, 0.4]})

@@ -6,7 +6,7 @@ import pytest
 
 from ies import Config
 from ies.cli import _config_from, build_parser, main
-from ies.presets import PRESETS, config_with_preset, preset
+from ies.training.presets import PRESETS, config_with_preset, preset
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ies.recheck import LR_BINS, RecheckSchedule, parse_bins, parse_mode, recheck_epochs, recheck_period
+from ies.method.recheck import LR_BINS, RecheckSchedule, parse_bins, parse_mode, recheck_epochs, recheck_period
 
 
 def test_period_bins_edges_included_below():

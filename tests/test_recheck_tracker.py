@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ies import MasteryTracker
-from ies.criteria import mastered_mask
+from ies.method.criteria import mastered_mask
 
 from .reference import RecordedLists
 from .test_tracker import CONFIGS, _random_histories
@@ -118,25 +118,3 @@ def test_state_dict_round_trip_with_holds():
             assert torch.equal(b.step(recheck=recheck), got) and a.stats() == b.stats()
             assert torch.equal(a.history().nan_to_num(-1.0), b.history().nan_to_num(-1.0))
     assert a.mastered.any()
-
-
-def test_loads_a_state_of_the_per_epoch_layout():
-    """A checkpoint written before per-sample counts: ``(lookback + 1, N)`` ring, ``pos``."""
-    tracker = MasteryTracker(3, 1e-2, order=1, rule="paper")  # look-back 2
-    values = [[0.9, 0.3, 0.2], [0.8, 0.3, 0.2], [0.7, 0.3, 0.5]]
-    for row in values:
-        tracker.record(torch.arange(3), torch.tensor(row))
-        tracker.step()
-    # the old layout after 3 epochs: rows hold epochs 3 (row 0), 2 (row 2); row 1 is the new epoch
-    old_ring = torch.tensor([values[2], [float("nan")] * 3, values[1]])
-    state = {**tracker.state_dict(), "ring": old_ring, "pos": 1}
-    for key in ("count", "current", "last"):
-        del state[key]
-    fresh = MasteryTracker(3, 1e-2, order=1, rule="paper")
-    fresh.load_state_dict(state)
-    assert torch.equal(fresh.history(), tracker.history())
-    assert torch.equal(fresh.last_losses, tracker.last_losses)
-    for tr in (tracker, fresh):
-        tr.record(torch.arange(3), torch.tensor([0.6, 0.3, 0.2]))
-    assert torch.equal(fresh.step(), tracker.step())
-    assert fresh.mastered.tolist() == [False, True, False]  # |D1| = 0.1, 0, 0.3

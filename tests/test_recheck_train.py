@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from ies import Config, train
-from ies.data import load_dataset
-from ies.models import cnn1d
-from ies.notebook import mastery_over_time
-from ies.recheck import recheck_epochs
+from ies.data.datasets import load_dataset
+from ies.method.recheck import recheck_epochs
+from ies.method.replay import mastery_over_time
+from ies.models.zoo import cnn1d
 
 from .resuming import interrupted
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ies import Config, train
-from ies.data import synthetic
+from ies.data.datasets import synthetic
 
 N_TRAIN = 240  # synthetic(300): 80 % train
 TINY = dict(dataset="synthetic", dataset_size=300, model="mlp", batch_size=32, epochs=6, progress=False, seed=0)

@@ -1,4 +1,4 @@
-"""``ies.sharded``: the sharded tracker equals the whole tracker on random histories (NaN gaps, epochs
+"""``ies.method.sharded``: the sharded tracker equals the whole tracker on random histories (NaN gaps, epochs
 without a re-check), in a simulated world in one process and with two gloo processes against
 ``combine_losses`` on a whole tracker; bit packing; state dict; bad arguments."""
 
@@ -9,8 +9,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ies import MasteryTracker
-from ies.distributed import DistributedActiveSampler, combine_losses
-from ies.sharded import ShardedTracker, pack_bits, step_all, unpack_bits
+from ies.method.distributed import DistributedActiveSampler, combine_losses
+from ies.method.sharded import ShardedTracker, pack_bits, step_all, unpack_bits
 
 from .test_distributed import free_port
 from .test_tracker import _random_histories

@@ -1,4 +1,4 @@
-"""ies.sharpness against exact answers, and the gradient norms that ies.train records."""
+"""ies.experiments.sharpness against exact answers, and the gradient norms that ies.train records."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ies import Config, stats, train
-from ies.data import DeviceLoader, synthetic
-from ies.models import build_model
-from ies.setup import make_optimizer, seed_everything
-from ies.sharpness import (
+from ies import Config, train
+from ies.data.datasets import DeviceLoader, synthetic
+from ies.experiments import stats
+from ies.experiments.sharpness import (
     SharpnessProbe,
     batch_grad_norms,
     claim_sign_tests,
@@ -27,6 +26,8 @@ from ies.sharpness import (
     measure_sharpness,
     sam_sharpness,
 )
+from ies.models.zoo import build_model
+from ies.training.setup import make_optimizer, seed_everything
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from ies import stats
+from ies.experiments import stats
 
 
 def test_paired_differences_pairs_by_seed_and_drops_unpaired():

@@ -11,8 +11,8 @@ from torch.utils.data import TensorDataset
 
 from ies import Config, train
 from ies.cli import main
-from ies.data import IMAGENET_STATS, ArrayDataset, DeviceLoader, synthetic
-from ies.streaming import StreamingData, StreamingLoader, image_folder_data
+from ies.data.datasets import IMAGENET_STATS, ArrayDataset, DeviceLoader, synthetic
+from ies.data.streaming import StreamingData, StreamingLoader, image_folder_data
 
 from .resuming import interrupted
 

@@ -2,7 +2,7 @@
 
 import json
 
-from ies.summary import COLUMNS, READERS, module_verdicts, tally
+from ies.course.summary import COLUMNS, READERS, module_verdicts, tally
 
 
 def write(folder, name, metrics):

@@ -1,4 +1,4 @@
-"""``ies.sweep``: planning (ids, grid, random controls), running in processes (config file, cache,
+"""``ies.experiments.sweep``: planning (ids, grid, random controls), running in processes (config file, cache,
 failures, timeouts, matched random control, resume), and the analysis of the results table."""
 
 import json
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ies import Config, train
-from ies.sweep import (
+from ies.experiments.sweep import (
     PAPER,
     aggregate,
     expand,
@@ -97,11 +97,12 @@ def test_an_unknown_grid_axis_stops_the_sweep_before_anything_runs(tmp_path):
 
 
 def test_the_worker_command_names_the_config_file_and_the_worker_says_how_to_call_it(tmp_path, capsys):
-    from ies.sweep import worker
+    from ies.experiments.sweep import worker
 
-    assert worker_command(tmp_path / "config.json", "py") == ["py", "-m", "ies.sweep.worker",
+    assert worker_command(tmp_path / "config.json", "py") == ["py", "-m", "ies.experiments.sweep.worker",
                                                              str(tmp_path / "config.json")]
-    assert worker.main([]) == 2 and "usage: python -m ies.sweep.worker CONFIG_JSON" in capsys.readouterr().err
+    assert worker.main([]) == 2
+    assert "usage: python -m ies.experiments.sweep.worker CONFIG_JSON" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- running
@@ -179,7 +180,7 @@ def test_a_run_past_its_timeout_is_killed_and_reported(tmp_path):
 
 
 def test_an_interrupted_sweep_kills_its_running_processes(tmp_path):
-    from ies.sweep import pool
+    from ies.experiments.sweep import pool
 
     runs = plan(TINY.replace(epochs=100_000), None, [{"threshold": 0.0}, {"dataset": str(tmp_path / "no.npz")}],
                 output=tmp_path)
@@ -378,7 +379,7 @@ def test_notebook_04_runs_in_the_smoke_profile_and_reports_what_it_ran(tmp_path)
 
 
 def test_runs_start_in_a_fresh_interpreter_where_they_cannot_be_forked(tmp_path, monkeypatch):
-    from ies.sweep import pool
+    from ies.experiments.sweep import pool
 
     monkeypatch.setattr(pool, "forkable", lambda: False)  # e.g. called from a script run by path
     table = run_sweep(TINY, None, [{"threshold": 0.0}, {"dataset": str(tmp_path / "missing.npz")}],
@@ -391,7 +392,7 @@ def test_runs_start_in_a_fresh_interpreter_where_they_cannot_be_forked(tmp_path,
 def test_forkable_refuses_a_script_run_by_path(monkeypatch):
     import types
 
-    from ies.sweep import pool
+    from ies.experiments.sweep import pool
 
     script = types.ModuleType("__main__")
     script.__file__, script.__spec__ = "/tmp/my_sweep.py", None  # python my_sweep.py

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from ies import MasteryTracker
-from ies.criteria import lookback
-
-from .reference import is_mastered
+from ies.method.criteria import lookback
+from ies.method.plain import is_mastered
 
 CONFIGS = [
     (rule, order, window, patience)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ies import Config, train
-from ies.data import load_dataset, synthetic
+from ies.data.datasets import load_dataset, synthetic
 
 FAST = dict(dataset="mnist1d", dataset_size=1000, batch_size=64, progress=False, seed=0)
 
@@ -41,7 +41,7 @@ class CountingModel(nn.Module):
 
 
 def test_mastered_samples_get_no_backprop_and_the_books_add_up(mnist_small):
-    from ies.models import cnn1d
+    from ies.models.zoo import cnn1d
 
     torch.manual_seed(0)
     model = CountingModel(cnn1d(40, 10))
@@ -115,7 +115,7 @@ class PoisonInEval(nn.Module):
 
 
 def test_nonfinite_tracked_loss_is_never_mastered_and_is_counted():
-    from ies.models import mlp
+    from ies.models.zoo import mlp
 
     data = synthetic(600)
     data.x_train[7, 0] = 0.3125

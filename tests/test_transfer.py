@@ -1,4 +1,4 @@
-"""ies.transfer: class splits, penultimate features, the linear probe against a Newton reference,
+"""ies.experiments.transfer: class splits, penultimate features, the linear probe against a Newton reference,
 fine-tuning that repairs features a probe cannot use, the protocol's table and the verdict."""
 
 import json
@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ies import Config, stats
-from ies.data import ArrayDataset, DeviceLoader, synthetic
-from ies.models import Float32Linear, cifar_resnet, cnn1d, small_cnn
-from ies.transfer import (
+from ies import Config
+from ies.data.datasets import ArrayDataset, DeviceLoader, synthetic
+from ies.experiments import stats
+from ies.experiments.transfer import (
     FineTuneConfig,
     ProbeConfig,
     claim_verdict,
@@ -33,6 +33,8 @@ from ies.transfer import (
     summary_table,
     transfer_experiment,
 )
+from ies.models.layers import Float32Linear
+from ies.models.zoo import cifar_resnet, cnn1d, small_cnn
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -302,7 +304,7 @@ def test_claim_verdict_is_the_stats_verdict_and_names_the_papers_setting():
     diffs = {"probe_accuracy": [0.03, 0.01, 0.03, 0.0], "finetune_accuracy": [-0.10, -0.07, -0.09, -0.08]}
     for metric, d in diffs.items():
         v = claim_verdict(runs, metric)
-        iv = stats.interval(d)  # the same numbers through ies.stats, by hand
+        iv = stats.interval(d)  # the same numbers through ies.experiments.stats, by hand
         assert v.verdict == stats.verdict(iv, 0.0)
         assert (v.mean, v.std, v.ci_low, v.ci_high, v.n) == pytest.approx((iv.mean, iv.std, iv.low, iv.high, 4))
         assert v.supports is {stats.SUPPORTED: True, stats.NOT_SUPPORTED: False}.get(v.verdict)
@@ -321,7 +323,7 @@ def test_plot_paired_draws_each_seed_and_the_mean():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ies.plotting import plot_paired
+    from ies.experiments.plotting import plot_paired
 
     runs = pd.DataFrame({"method": ["baseline", "ies"] * 3, "seed": [0, 0, 1, 1, 2, 2],
                          "probe_accuracy": [0.5, 0.6, 0.7, 0.7, 0.6, 0.8]})

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ies import Config, train
-from ies.transformer import PatchTransformer1d, TinyViT, count_parameters
+from ies.models.transformer import PatchTransformer1d, TinyViT, count_parameters
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

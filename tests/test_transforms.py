@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from ies import transforms as T
-from ies.data import ArrayDataset, synthetic
+from ies.data import transforms as T
+from ies.data.datasets import ArrayDataset, synthetic
 
 
 def signals(n_per_class=(30, 30, 30, 30, 30), n_test=10, dim=6, name="toy"):

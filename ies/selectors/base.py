@@ -3,17 +3,17 @@
 
 A new selector is one file: subclass :class:`Selector`, set ``name``, decorate with :func:`register`,
 and import the file in ``ies/selectors/__init__.py``. Its knobs are documented ``Config`` fields.
+
+Selectors sit below the training loop: they read their knobs from ``cfg``, any object with the fields
+they use (in the built-in loop, :class:`ies.training.Config`), and never import it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    from ..config import Config
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Selector:
     into the ``val_loss`` / ``val_accuracy`` history columns, counted in ``forward_samples``; ``None``:
     no validation pass (every selector but ``early_stop``)."""
 
-    def __init__(self, cfg: Config, num_samples: int, device: torch.device, generator: torch.Generator) -> None:
+    def __init__(self, cfg: Any, num_samples: int, device: torch.device, generator: torch.Generator) -> None:
         self.cfg = cfg
         self.num_samples = num_samples
         self.device = device

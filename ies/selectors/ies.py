@@ -2,7 +2,7 @@
 tracker finds it *mastered*; the excluded samples are still forwarded without grad, so that their loss
 keeps being tracked and the decision can be reversed. ``loss`` is the same with the N = 0 rule.
 
-``Config.recheck`` thins those forwards out (:mod:`ies.recheck`): in an epoch without a re-check the
+``Config.recheck`` thins those forwards out (:mod:`ies.method.recheck`): in an epoch without a re-check the
 excluded samples are neither forwarded nor recorded, and the tracker holds them (they stay excluded).
 The default, ``every``, is the paper's method."""
 
@@ -11,17 +11,17 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from ..groups import cap_mastered
-from ..recheck import RecheckSchedule, parse_bins
-from ..sharded import ShardedTracker
-from ..tracker import TRACKER_DTYPES, MasteryTracker
+from ..method.cap import cap_mastered
+from ..method.recheck import RecheckSchedule, parse_bins
+from ..method.sharded import ShardedTracker
+from ..method.tracker import TRACKER_DTYPES, MasteryTracker
 from .base import Plan, Selector, register
 
 
 def tracker_stats(tracker: MasteryTracker, excluded: torch.Tensor) -> dict[str, torch.Tensor]:
     """The history statistics every tracking selector reports (device scalars, no host sync).
     ``tracked_loss`` averages each sample's last recorded loss (the last epoch's, unless it was held).
-    A :class:`~ies.sharded.ShardedTracker` sums its share over the ranks (a collective, every rank calls it)."""
+    A :class:`~ies.method.sharded.ShardedTracker` sums its share over the ranks (a collective, every rank calls it)."""
     if hasattr(tracker, "recorded_sums"):
         total, n_finite, n_nonfinite = tracker.recorded_sums()
     else:
@@ -83,9 +83,9 @@ class IES(TrackedExclusion):
     in the last ``anneal_fraction`` of the epochs. The excluded samples are forwarded (re-checked) in the
     epochs ``recheck`` / ``recheck_bins`` choose.
 
-    With ``class_cap < 1`` the decision is then capped per group (:func:`ies.groups.cap_mastered`, the
+    With ``class_cap < 1`` the decision is then capped per group (:func:`ies.method.cap.cap_mastered`, the
     lowest last losses stay excluded); the groups, ``(N,)`` int64, are given by :meth:`set_cap_groups`
-    (:func:`ies.setup.build_run` does it). ``n_mastered`` counts the excluded samples after the cap;
+    (:func:`ies.training.setup.build_run` does it). ``n_mastered`` counts the excluded samples after the cap;
     ``n_newly_mastered`` and ``n_reentered`` are the tracker's, before it."""
 
     name = "ies"

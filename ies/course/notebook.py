@@ -1,0 +1,91 @@
+"""What the course notebooks share, so that they stay thin.
+
+- running a notebook: :func:`resolve_profile` (the ``smoke`` / ``teaching`` / ``full`` settings table
+  read by ``PROFILE``), :func:`output_dir` and :func:`write_metrics` (its ``metrics.json``);
+- analysis of recorded runs (replaying the rule on a loss matrix is :mod:`ies.method.replay`):
+  :func:`coefficient_of_variation` of the differences across samples, :func:`flop_ideal_speedup` from a
+  backprop saving, and
+  :func:`predictions` of a model on a split.
+
+Casting the notebooks' parameters is :func:`ies.course.params.cast_params`; the tooling around the notebooks
+(setup cell, Colab links, student copies, HTML) is :mod:`ies.course.colab`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.datasets import DeviceLoader
+from ..training.checkpoint import write_json
+
+PROFILES = ("smoke", "teaching", "full")
+
+
+def resolve_profile(profile: str, table: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The settings of ``profile`` from ``table`` (``{"smoke": {...}, "teaching": {...}, "full": {...}}``).
+
+    Raises ``ValueError`` naming ``PROFILE`` for anything else.
+    """
+    profile = str(profile).strip().lower()
+    if profile not in PROFILES:
+        raise ValueError(f"PROFILE must be one of {PROFILES}, got {profile!r}")
+    missing = [p for p in PROFILES if p not in table]
+    if missing:
+        raise ValueError(f"the profile table lacks {missing}")
+    return dict(table[profile])
+
+
+def output_dir(path: str | os.PathLike) -> Path:
+    """Create and return the notebook's output folder."""
+    out = Path(path).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_metrics(out: str | os.PathLike, metrics: dict[str, Any]) -> Path:
+    """Write ``metrics.json`` into ``out`` atomically and return its path."""
+    path = Path(out) / "metrics.json"
+    write_json(path, metrics)
+    return path
+
+
+# ---------------------------------------------------------------------- analysis of recorded runs
+def coefficient_of_variation(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """std / mean along ``dim`` (float64; NaN entries ignored; NaN where the mean is 0)."""
+    values = values.double()
+    mean = values.nanmean(dim=dim)
+    centred = values - mean.unsqueeze(dim)
+    count = (~values.isnan()).sum(dim=dim)
+    std = (centred.pow(2).nansum(dim=dim) / (count - 1).clamp(min=1)).sqrt()
+    return torch.where(mean != 0, std / mean, torch.full_like(mean, float("nan")))
+
+
+def flop_ideal_speedup(saving: float, backward_cost: float = 2.0) -> float:
+    """The speedup of an epoch if time were proportional to FLOPs: a trained sample costs one
+    forward plus a backward of ``backward_cost`` forwards, a mastered one only its no-grad forward.
+    With backward = 2 forwards: ``1 / (1 - 2 s / 3)`` for a fraction ``s`` of samples saved."""
+    if not 0 <= saving <= 1:
+        raise ValueError(f"saving must be in [0, 1], got {saving}")
+    return 1.0 / (1.0 - saving * backward_cost / (1.0 + backward_cost))
+
+
+@torch.no_grad()
+def predictions(model: torch.nn.Module, data, split: str = "train", batch_size: int = 1024) -> torch.Tensor:
+    """``(N,)`` int64 on the CPU: ``model``'s predicted class of every sample of ``data``'s
+    ``split`` (``train`` or ``test``, an :class:`~ies.data.datasets.ArrayDataset`), in eval mode, without
+    augmentation, on the model's device. The model's train/eval mode is restored."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
+    device = next(model.parameters()).device
+    loader = DeviceLoader(x, y, device, mean=data.mean, std=data.std)
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(xb).argmax(dim=1).cpu() for xb, _, _ in loader.batches(None, batch_size)])
+    finally:
+        model.train(was_training)

@@ -1,0 +1,165 @@
+"""The experiments of notebook 08 (the paper's open questions): the settings, the sweep points, the
+per-run table and the verdicts, so that the notebook only narrates and plots.
+
+Four questions, each a *section* of settings run over the same seeds (runs of one seed start from the same
+weights, see the same data order and, with a data transform, the same transformed data):
+
+- ``noise``: the baseline and IES under label noise (does IES exclude the noisy samples? does conventional
+  early stopping fire before anything is mastered?), next to the same pair on clean data;
+- ``long_tail`` and ``subgroup``: the baseline, IES and IES with a per-class (per-group) cap on the
+  excluded share, and a random control with exactly the capped run's per-epoch budget (equal compute);
+- ``architecture``: IES and the baseline with the small transformer and with the CNN, on the same data.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..training.config import Config
+from ..training.loop import train
+from . import stats
+from .group_report import GroupReport
+from .sweep import cache, run_id, run_sweep
+from .sweep.analysis import Outcome, results_table
+from .sweep.cache import read_json
+from .sweep.plan import plan
+
+Setting = tuple[str, dict[str, Any]]  # (section, overrides of the base configuration)
+
+
+def settings(*, noise_rate: float = 0.2, noise_type: str = "symmetric", imbalance: float = 10.0,
+             subgroup_share: float = 0.1, subgroup_attribute: str = "noise", cap: float = 0.1,
+             transformer_lr: float = 0.03, twins: Iterable[str] = ("long_tail", "subgroup")) -> dict[str, Setting]:
+    """``label -> (section, overrides)`` of every setting. ``threshold=0.0`` marks a baseline; the cap
+    settings use ``class_cap=cap`` (by class for the long tail, by subgroup for the subgroup); ``twins``:
+    the sections whose capped setting gets a matched random control (``random @ cap``), built by
+    :func:`points`. The architecture section compares the transformer (SGD at ``transformer_lr``) with the
+    base model's ``clean`` runs, on the same data."""
+    noise = {"label_noise": float(noise_rate), "noise_type": noise_type}
+    tail = {"imbalance": float(imbalance)}
+    group = {"subgroup_share": float(subgroup_share), "subgroup_attribute": subgroup_attribute}
+    vit = {"model": "transformer", "lr": float(transformer_lr)}
+    out = {
+        "clean · baseline": ("noise", {"threshold": 0.0}),
+        "clean · IES": ("noise", {}),
+        "noisy · baseline": ("noise", {**noise, "threshold": 0.0}),
+        "noisy · IES": ("noise", noise),
+        "long tail · baseline": ("long_tail", {**tail, "threshold": 0.0}),
+        "long tail · IES": ("long_tail", tail),
+        "long tail · IES + cap": ("long_tail", {**tail, "class_cap": float(cap)}),
+        "subgroup · baseline": ("subgroup", {**group, "threshold": 0.0}),
+        "subgroup · IES": ("subgroup", group),
+        "subgroup · IES + cap": ("subgroup", {**group, "class_cap": float(cap), "cap_by": "subgroup"}),
+        "transformer · baseline": ("architecture", {**vit, "threshold": 0.0}),
+        "transformer · IES": ("architecture", vit),
+    }
+    for section, prefix in (("long_tail", "long tail"), ("subgroup", "subgroup")):
+        if section in twins:
+            capped = out[f"{prefix} · IES + cap"][1]
+            plain = {k: v for k, v in capped.items() if k not in ("class_cap", "cap_by")}
+            out[f"{prefix} · random @ cap"] = (section, {**plain, "selector": "random", "random_budget": "@cap"})
+    return out
+
+
+def points(table: Mapping[str, Setting], seeds: Sequence[int]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The sweep points (every setting with every seed, ``seed`` set in each) and ``run_id -> label``.
+    A random control's ``random_budget="@cap"`` becomes the id of its section's capped run of the same seed."""
+    out, label_of = [], {}
+    for label, (_, overrides) in table.items():
+        for seed in seeds:
+            o = {**overrides, "seed": int(seed)}
+            if o.get("random_budget") == "@cap":
+                capped_label = label.replace("random @ cap", "IES + cap")
+                o["random_budget"] = "@" + run_id({**table[capped_label][1], "seed": int(seed)})
+            out.append(o)
+            label_of[run_id(o)] = label
+    return out, label_of
+
+
+def run_settings(base: Config, points: list[dict[str, Any]], output: str | Path, *, jobs: int = 1,
+                 rerun: bool = False) -> pd.DataFrame:
+    """Run the sweep ``points`` over ``base`` into ``output`` and return the results table of
+    :func:`ies.experiments.sweep.run_sweep` (the same folders, files and cache rules).
+
+    ``jobs > 1``: :func:`ies.experiments.sweep.run_sweep` with that many processes. ``jobs = 1``: every run in this
+    process, one after the other: no process start-up per run (a few seconds each on a laptop, far more on
+    a busy machine), which on one or two CPU cores is the faster way for many short runs."""
+    if jobs > 1:
+        return run_sweep(base, points=points, output=output, jobs=jobs, rerun=rerun, progress=False)
+    out = Path(output).expanduser().resolve()
+    runs = plan(base, None, points, output=out)
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes: dict[str, Outcome] = {}
+    for r in runs:  # references come first
+        if r.config is None:
+            outcomes[r.run_id] = Outcome("invalid", r.error)
+        elif r.depends_on and outcomes[r.depends_on].status not in ("done", "cached"):
+            outcomes[r.run_id] = Outcome("blocked", f"its reference {r.depends_on} has no results")
+        elif not rerun and cache.finished(r.config):
+            outcomes[r.run_id] = Outcome("cached")
+        else:
+            t0 = time.perf_counter()
+            try:
+                train(cache.prepare(r.config), observers=[GroupReport()])
+                outcomes[r.run_id] = Outcome("done", seconds=time.perf_counter() - t0)
+            except (ValueError, RuntimeError, FloatingPointError, OSError) as e:
+                outcomes[r.run_id] = Outcome("failed", f"{type(e).__name__}: {e}", time.perf_counter() - t0)
+    table = results_table(runs, outcomes)
+    table.to_csv(out / "results.csv", index=False)
+    return table
+
+
+def run_table(results: pd.DataFrame, output: str | Path, label_of: Mapping[str, str],
+              table: Mapping[str, Setting]) -> pd.DataFrame:
+    """One row per finished run: ``label``, ``section``, ``seed``, ``run_id``, the accuracies and savings
+    of its ``metrics.json`` and its ``groups`` headline figures (NaN where a run has none)."""
+    rows = []
+    for r in results[results["status"].isin(("done", "cached"))].itertuples():
+        label = label_of.get(r.run_id)
+        if label is None:
+            continue
+        metrics = read_json(Path(output).expanduser() / r.run_id / "metrics.json")
+        row = {"label": label, "section": table[label][0], "seed": int(r.seed), "run_id": r.run_id}
+        for key in ("test_accuracy", "best_test_accuracy", "backprop_saving", "compute_saving"):
+            row[key] = metrics.get(key, math.nan)
+        row.update(metrics.get("groups", {}))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def claim(runs: pd.DataFrame, text: str, metric: str, a: str, b: str, bound: float = 0.0, *,
+          scale: float = 100.0, unit: str = "pt") -> dict[str, Any]:
+    """The claim "``metric`` of ``a`` minus that of ``b`` is above ``bound``", judged over the seeds by
+    :func:`ies.experiments.stats.verdict` (paired by seed, 95 % t interval). Returns one row of the claims table."""
+    diffs = stats.paired_differences(runs, metric, a, b, by="label", pair="seed")
+    iv = stats.interval(diffs)
+    return {"claim": text, "metric": metric, "a": a, "b": b, "difference": iv.pm(scale, unit),
+            "low": iv.low, "high": iv.high, "bound": bound, "verdict": stats.verdict(iv, bound)}
+
+
+def early_stop_epoch(values: Sequence[float], patience: int) -> tuple[int, int]:
+    """``(stop, best)``: conventional early stopping on a validation curve ``values`` (higher is better,
+    one value per epoch): training stops at the first epoch (1-based) that ends ``patience`` epochs
+    without a new best, and keeps the weights of the ``best`` epoch; ``stop`` is ``len(values)`` when it
+    never fires. Ties do not count as improvements."""
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}")
+    best_value, best = -math.inf, 0
+    for epoch, value in enumerate(values, start=1):
+        if value > best_value:
+            best_value, best = value, epoch
+        elif epoch - best >= patience:
+            return epoch, best
+    return len(values), best
+
+
+def first_exclusion_epoch(n_mastered: Sequence[int]) -> int:
+    """The first epoch (1-based) at whose end the selector excluded any sample (0: never), from a
+    history's ``n_mastered`` column."""
+    return next((epoch for epoch, n in enumerate(n_mastered, start=1) if n > 0), 0)

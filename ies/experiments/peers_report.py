@@ -1,0 +1,236 @@
+"""Notebook 07's analysis: IES against its peers at matched compute.
+
+A *run table* is a long DataFrame with one row per run and the columns ``method`` (``baseline``, ``ies``,
+``infobatch``, ...), ``budget`` (a target label such as ``"1.5x"``; the baseline's rows may carry any
+label, they are matched by seed), ``seed``, ``best_test_accuracy``, ``test_accuracy``,
+``compute_saving`` and ``wall_time_s`` (the ``metrics.json`` fields), optionally ``target_saving``.
+A *history table* is the long concatenation of runs' ``history.csv`` with ``method``, ``budget`` and
+``seed`` columns added.
+
+The paper's numbers (:func:`paper_table4`, :func:`paper_fig5`, :func:`paper_fig7`) are transcribed from
+the project's ``paper-facts.md``, each with its setting; :func:`independent_runs` are *not the paper*
+and say so in every row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .plotting import METHOD_COLORS, method_color
+from .stats import interval, paired_differences, verdict
+
+BASELINE = "baseline"
+ACCURACY = "best_test_accuracy"
+UNREACHED = "budget not reached"
+
+
+# ---------------------------------------------------------------------- the paper's numbers
+TABLE4_SETTING = ("IES paper, Table 4: CIFAR-10 / CIFAR-100, 100 epochs, 3 runs, best test accuracy (%); at these "
+                  "speedups the full training set's loss is evaluated only every 5 epochs; how each method was "
+                  "tuned to the target speedup is not described. No InfoBatch row.")
+FIG5_SETTING = ("IES paper, Fig. 5: SGD(E), 200 epochs, 3 runs; values read off the plot (about ±0.05 pt); the "
+                "x axis is the share of sample-epochs excluded from backprop, not compute saved.")
+FIG7_SETTING = "IES paper, Fig. 7: CIFAR-10, wall time against total excluded share, IES vs InfoBatch (fig. values)."
+
+
+def paper_table4() -> pd.DataFrame:
+    """Table 4 of the paper: best accuracy at about 2x and 3x computation speedup (columns ``data``,
+    ``method``, ``speedup``, ``best_accuracy`` in %, ``source``)."""
+    rows = [("no removal", "1x", 94.3, 77.0),
+            ("conventional early stopping", "~2x", 90.4, 68.7), ("Selective Backprop", "~2x", 93.0, 70.6),
+            ("DIHCL", "~2x", 93.4, 74.3), ("EfficientTrain", "~2x", 91.5, 75.0), ("IES", "~2x", 93.7, 74.9),
+            ("conventional early stopping", "~3x", 88.1, 63.9), ("Selective Backprop", "~3x", 91.1, 65.8),
+            ("DIHCL", "~3x", 92.7, 72.6), ("EfficientTrain", "~3x", 92.5, 70.6), ("IES", "~3x", 93.2, 73.0)]
+    out = [{"data": data, "method": m, "speedup": s, "best_accuracy": acc, "source": TABLE4_SETTING}
+           for m, s, c10, c100 in rows for data, acc in (("CIFAR-10", c10), ("CIFAR-100", c100))]
+    return pd.DataFrame(out)
+
+
+def paper_fig5() -> pd.DataFrame:
+    """Fig. 5 of the paper (fig. values): ``data``, ``model``, ``method``, ``knob``, ``excluded`` (% of
+    sample-epochs excluded), ``time_saved`` (%, IES only, else NaN), ``accuracy`` (%), ``source``."""
+    nan = math.nan
+    rows = [("CIFAR-10", "ResNet-18", "random", "10 % removed", 10.0, nan, 94.72),
+            ("CIFAR-10", "ResNet-18", "random", "40 % removed", 40.0, nan, 94.25),
+            ("CIFAR-10", "ResNet-18", "small_loss_rescale", "", 13.8, nan, 95.02),
+            ("CIFAR-10", "ResNet-18", "small_loss_rescale", "", 51.0, nan, 94.12)]
+    ies = {"CIFAR-10": ("ResNet-18", [(0.0, 0.0, 94.9), (8.5, 0.3, 94.9), (59.9, 41.0, 94.8), (73.0, 54.8, 94.4),
+                                      (82.0, 61.9, 93.9)]),
+           "CIFAR-100": ("ResNet-34", [(0.0, 0.0, 77.5), (5.9, 0.0, 77.8), (38.1, 19.9, 77.3), (63.5, 55.0, 76.3),
+                                       (75.3, 62.9, 74.8)])}
+    for data, (model, points) in ies.items():
+        for factor, (excl, saved, acc) in zip(("0.01", "0.1", "1", "10", "100"), points, strict=True):
+            rows.append((data, model, "ies", f"delta = 1e-3 x {factor}", excl, saved, acc))
+    cols = ["data", "model", "method", "knob", "excluded", "time_saved", "accuracy"]
+    return pd.DataFrame(rows, columns=cols).assign(source=FIG5_SETTING)
+
+
+def paper_fig7() -> pd.DataFrame:
+    """Fig. 7 of the paper (fig. values): ``method``, ``excluded`` (%), ``wall_time_s``, ``source``."""
+    rows = [("ies", 48.0, 1197), ("ies", 27.0, 1445), ("infobatch", 44.6, 1220), ("infobatch", 26.1, 1623)]
+    return pd.DataFrame(rows, columns=["method", "excluded", "wall_time_s"]).assign(source=FIG7_SETTING)
+
+
+def independent_runs() -> pd.DataFrame:
+    """A public reproduction (NOT the paper): CIFAR-10, ResNet-18, SGD(E), batch 64, 200 epochs, 3 seeds,
+    one RTX 5090, best accuracy (%), ``saved`` = % saved as that run reports it."""
+    source = "independent run (not the paper): CIFAR-10, ResNet-18, SGD(E), 200 epochs, 3 seeds, one RTX 5090"
+    rows = [("baseline", 95.03, 0.0), ("ies (released code)", 94.71, 45.7), ("infobatch (r 0.5)", 94.32, 38.9),
+            ("selective_backprop", 93.31, 66.7)]
+    return pd.DataFrame(rows, columns=["method", "best_accuracy", "saved"]).assign(source=source)
+
+
+# ---------------------------------------------------------------------- our runs
+def with_wall_ratio(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` plus ``wall_ratio``: each run's wall time over the baseline's of the same seed (the
+    baseline's mean over seeds where that seed has none)."""
+    base = runs[runs["method"] == BASELINE].groupby("seed")["wall_time_s"].mean()
+    fallback = base.mean() if len(base) else math.nan
+    ref = runs["seed"].map(base).fillna(fallback)
+    return runs.assign(wall_ratio=runs["wall_time_s"] / ref)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (``budget``, ``method``): ``n`` seeds, accuracy mean and std (seed spread), compute
+    saved mean and std, its FLOP-ideal speedup ``1 / (1 - saving)``, the wall-clock ratio to the
+    baseline (mean, std) and, where given, the target saving. The baseline appears once, budget ``-``."""
+    t = with_wall_ratio(runs)
+    t = t.assign(budget=np.where(t["method"] == BASELINE, "-", t["budget"].astype(str)))
+    agg = {"n": ("seed", "nunique"), "acc_mean": (ACCURACY, "mean"), "acc_std": (ACCURACY, "std"),
+           "saving_mean": ("compute_saving", "mean"), "saving_std": ("compute_saving", "std"),
+           "wall_ratio_mean": ("wall_ratio", "mean"), "wall_ratio_std": ("wall_ratio", "std")}
+    if "target_saving" in t:
+        agg["target_saving"] = ("target_saving", "mean")
+    out = t.groupby(["budget", "method"], sort=False).agg(**agg).reset_index()
+    return out.assign(ideal_speedup=1.0 / (1.0 - out["saving_mean"]))
+
+
+def display_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summarize`'s table as strings for a notebook: accuracy ``mean ± std`` in %, compute saved
+    in %, ideal speedup and wall-clock ratio."""
+    def pm(mean, std, scale=100.0, digits=2):
+        spread = f" ± {std * scale:.{digits}f}" if np.isfinite(std) else ""
+        return f"{mean * scale:.{digits}f}{spread}"
+
+    return pd.DataFrame({
+        "budget": summary["budget"], "method": summary["method"], "seeds": summary["n"],
+        "best accuracy (%)": [pm(m, s) for m, s in zip(summary["acc_mean"], summary["acc_std"], strict=True)],
+        "compute saved (%)": [pm(m, s, digits=1) for m, s in zip(summary["saving_mean"], summary["saving_std"],
+                                                                 strict=True)],
+        "FLOP-ideal speedup": [f"{v:.2f}x" for v in summary["ideal_speedup"]],
+        "wall clock / baseline": [pm(m, s, 1.0) for m, s in zip(summary["wall_ratio_mean"],
+                                                                summary["wall_ratio_std"], strict=True)],
+    })
+
+
+def budget_verdicts(runs: pd.DataFrame, metric: str = ACCURACY, confidence: float = 0.95,
+                    tolerance: float = 0.01) -> pd.DataFrame:
+    """Per budget, which method is best and whether that is more than seed noise.
+
+    The best method is the one with the highest mean ``metric`` at that budget. For every other method
+    ``m``: the paired (by seed) difference best - m, its interval and :func:`ies.experiments.stats.verdict` of
+    "best beats m" (bound 0). Also each method against the baseline: "no worse than the baseline by more
+    than ``tolerance``" (bound ``-tolerance``). A method whose calibration did not reach the budget
+    (``matched`` False, when the column is there) is not compared: it gets one row, verdict
+    ``budget not reached``. Columns: ``budget``, ``claim``, ``difference`` (``pm()`` text), ``verdict``."""
+    rows = []
+    for budget, group in runs[runs["method"] != BASELINE].groupby("budget", sort=False):
+        if "matched" in group:
+            missed = group[~group["matched"].astype(bool)]
+            for method, m_rows in missed.groupby("method", sort=False):
+                rows.append({"budget": budget, "claim": f"{method} reaches {budget}",
+                             "difference": f"saved {100 * m_rows['compute_saving'].mean():.1f} % "
+                                           f"(target {100 * m_rows['target_saving'].mean():.1f} %)",
+                             "verdict": UNREACHED})
+            group = group[group["matched"].astype(bool)]
+        if group.empty:
+            continue
+        means = group.groupby("method")[metric].mean().sort_values(ascending=False)
+        best = means.index[0]
+        table = pd.concat([group, runs[runs["method"] == BASELINE]])
+        for other in means.index[1:]:
+            iv = interval(paired_differences(table, metric, best, other, by="method"), confidence)
+            rows.append({"budget": budget, "claim": f"{best} beats {other}", "difference": iv.pm(),
+                         "verdict": verdict(iv, 0.0)})
+        for method in means.index:
+            iv = interval(paired_differences(table, metric, method, BASELINE, by="method"), confidence)
+            rows.append({"budget": budget, "claim": f"{method} within {100 * tolerance:g} pt of the baseline",
+                         "difference": iv.pm(), "verdict": verdict(iv, -tolerance)})
+    return pd.DataFrame(rows, columns=["budget", "claim", "difference", "verdict"])
+
+
+# ---------------------------------------------------------------------- figures
+def _colors(runs: pd.DataFrame) -> dict[str, str]:
+    return {m: method_color(m) for m in [BASELINE, *dict.fromkeys(runs["method"])]}  # one colour per method
+
+
+def plot_accuracy_vs_saving(runs: pd.DataFrame, budgets: list[str] | None = None) -> plt.Figure:
+    """Best accuracy against compute saved, one panel per budget (shared axes): every run a small dot,
+    each method's mean ± seed std as a marker with error bars, the baseline's accuracy ± std as a band,
+    the budget's target saving (``target_saving``) as a dotted vertical line. Axes in percent."""
+    budgets = budgets or [b for b in dict.fromkeys(runs.loc[runs["method"] != BASELINE, "budget"])]
+    colors = _colors(runs)
+    base = runs[runs["method"] == BASELINE]
+    fig, axes = plt.subplots(1, len(budgets), figsize=(4.6 * len(budgets), 3.8), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, budget in zip(axes.flat, budgets, strict=True):
+        if len(base):
+            mean, std = 100 * base[ACCURACY].mean(), 100 * np.nan_to_num(base[ACCURACY].std())
+            ax.axhspan(mean - std, mean + std, color=METHOD_COLORS[BASELINE], alpha=0.12, lw=0)
+            ax.axhline(mean, color=METHOD_COLORS[BASELINE], ls=":", lw=1, label="baseline")
+        group = runs[(runs["budget"] == budget) & (runs["method"] != BASELINE)]
+        for method, rows in group.groupby("method", sort=False):
+            x, y = 100 * rows["compute_saving"], 100 * rows[ACCURACY]
+            ax.scatter(x, y, s=12, alpha=0.5, color=colors[method])
+            ax.errorbar(x.mean(), y.mean(), xerr=np.nan_to_num(x.std()), yerr=np.nan_to_num(y.std()), fmt="o",
+                        ms=7, capsize=3, color=colors[method], label=method)
+        if "target_saving" in group and group["target_saving"].notna().any():
+            ax.axvline(100 * group["target_saving"].mean(), color="0.4", ls="--", lw=1, label="target")
+        ax.set_title(f"budget {budget}")
+        ax.set_xlabel("compute saved (%)")
+    axes.flat[0].set_ylabel("best test accuracy (%)")
+    axes.flat[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def plot_wall_vs_saving(runs: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Figure:
+    """Wall clock over the baseline's (same seed) against compute saved, one point per run, the marker
+    telling the budget; the solid line ``1 - saving`` is what a FLOP-ideal method would reach."""
+    t = with_wall_ratio(runs)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.2))
+    colors, markers = _colors(runs), dict(zip(dict.fromkeys(t["budget"]), "oDs^vP*X", strict=False))
+    for (method, budget), rows in t.groupby(["method", "budget"], sort=False):
+        label = method if method == BASELINE else f"{method} @ {budget}"
+        ax.scatter(100 * rows["compute_saving"], rows["wall_ratio"], color=colors[method],
+                   marker="o" if method == BASELINE else markers[budget], s=30, label=label)
+    top = max(0.05, float(t["compute_saving"].max()))
+    grid = np.linspace(0, top, 50)
+    ax.plot(100 * grid, 1 - grid, color="0.3", lw=1, label="FLOP-ideal")
+    ax.set_xlabel("compute saved (%)")
+    ax.set_ylabel("wall clock / baseline")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return ax.figure
+
+
+def plot_counts(histories: pd.DataFrame, budget: str, seed: int | None = None) -> plt.Figure:
+    """Per-epoch ``forward_samples`` and ``backprop_samples`` of every method at ``budget`` (and the
+    baseline), for one ``seed`` (default: the smallest): two panels, one line per method."""
+    seed = int(histories["seed"].min()) if seed is None else seed
+    rows = histories[(histories["seed"] == seed) &
+                     ((histories["budget"] == budget) | (histories["method"] == BASELINE))]
+    colors = _colors(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True, sharey=True)
+    for ax, column in zip(axes, ("forward_samples", "backprop_samples"), strict=True):
+        for method, h in rows.groupby("method", sort=False):
+            ax.plot(h["epoch"], h[column], color=colors[method], label=method, lw=1.5)
+        ax.set_title(column.replace("_", " ") + " per epoch")
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("samples")
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.suptitle(f"budget {budget}, seed {seed}")
+    return fig
