@@ -3,11 +3,11 @@ Blocking. As in :mod:`ies.selectors.rules`, each takes and returns device tensor
 python; a host sync is named where a rule has one (once per epoch, never per batch).
 
 - **SeTa** (Zhou, Gao, Wang, "Scale Efficient Training for Large Datasets", CVPR 2025; code
-  ``mrazhou/SeTa``, ``seta.py``): :func:`seta_plan` with :func:`kmeans_1d`, :func:`equal_groups`,
+  ``mrazhou/SeTa``, ``seta.py``): :func:`seta_plan`, :func:`seta_choose` with :func:`kmeans_1d`, :func:`equal_groups`,
   :func:`seta_window`, :func:`seta_anneal_start`.
 - **OrderDP** (Jin et al., "OrderDP: A Theoretically Guaranteed Lossless Dynamic Data Pruning Framework",
   ICLR 2026; code ``shengze-xu/OrderDP``, ``cifar/orderDP/orderDP.py``): :func:`orderdp_sizes`,
-  :func:`orderdp_plan`.
+  :func:`orderdp_plan`, :func:`orderdp_choose`.
 - **Partial Forward Blocking** (Wu et al., ICCV 2025, arXiv 2506.23674): :func:`pooled`,
   :class:`Centres`, :func:`density`, :func:`block_dense`.
 """
@@ -91,19 +91,25 @@ def seta_plan(scores: torch.Tensor, iteration: int, prune_ratio: float, num_grou
 
     1. a uniformly random draw of ``seta_keep_count(N, prune_ratio)`` samples (from ``generator``);
     2. ``anneal``: the draw trains as it is (the authors' partial annealing: a random share, no groups);
-    3. otherwise the draw's scores are split into ``num_groups`` groups by :func:`kmeans_1d` (all scores
-       equal: :func:`equal_groups`), and the groups of :func:`seta_window` train. A non-finite score counts
-       as the largest finite one (no finite score: all equal). An empty selection trains one sample of
-       the draw, as the authors' code does.
+    3. otherwise :func:`seta_choose` picks the groups of the draw that train.
 
-    ``scores`` ``(N,)`` float: the last training loss of each sample (:data:`INITIAL_SCORE` before).
-    One host sync: whether the drawn scores are all equal."""
+    ``scores`` ``(N,)`` float: the last training loss of each sample (:data:`INITIAL_SCORE` before)."""
     n = scores.numel()
-    m = seta_keep_count(n, prune_ratio)
-    draw = torch.randperm(n, generator=generator, device=scores.device)[:m]
-    keep = torch.zeros(n, dtype=torch.bool, device=scores.device)
-    if anneal or m == 0:
-        return keep.index_fill_(0, draw, True)
+    draw = torch.randperm(n, generator=generator, device=scores.device)[:seta_keep_count(n, prune_ratio)]
+    if anneal or draw.numel() == 0:
+        return torch.zeros(n, dtype=torch.bool, device=scores.device).index_fill_(0, draw, True)
+    return seta_choose(scores, draw, iteration, num_groups, window_scale)
+
+
+def seta_choose(scores: torch.Tensor, draw: torch.Tensor, iteration: int, num_groups: int, window_scale: float
+                ) -> torch.Tensor:
+    """SeTa's choice within a random ``draw`` ``(M,)`` int64 (M >= 1) of the ``scores`` ``(N,)``: the
+    draw's scores are split into ``num_groups`` groups by :func:`kmeans_1d` (all equal:
+    :func:`equal_groups`, in draw order) and the groups of :func:`seta_window` train. A non-finite score
+    counts as the largest finite one (no finite score: all equal). An empty choice trains the draw's
+    first sample (the authors' code: one random sample). Returns the ``(N,)`` bool mask.
+    One host sync: whether the drawn scores are all equal."""
+    n, m = scores.numel(), draw.numel()
     s = scores[draw].double()
     finite = torch.isfinite(s)
     top = torch.where(finite, s, -math.inf).max()
@@ -115,7 +121,7 @@ def seta_plan(scores: torch.Tensor, iteration: int, prune_ratio: float, num_grou
     start, stop = seta_window(count, iteration, window_scale)
     chosen = (groups >= start) & (groups < stop)
     chosen[0] |= ~chosen.any()  # never an empty epoch
-    return keep.index_fill_(0, draw[chosen], True)
+    return torch.zeros(n, dtype=torch.bool, device=scores.device).index_fill_(0, draw[chosen], True)
 
 
 # ---------------------------------------------------------------------- OrderDP
@@ -128,14 +134,18 @@ def orderdp_sizes(n: int, pool: float, top_q: float) -> tuple[int, int]:
 
 def orderdp_plan(scores: torch.Tensor, pool_size: int, kept: int, generator: torch.Generator | None = None
                  ) -> torch.Tensor:
-    """One epoch of OrderDP: a uniformly random pool of ``pool_size`` samples (from ``generator``), of which
-    the ``kept`` with the largest ``scores`` ``(N,)`` (stale losses; ``+inf`` first) train; ties are
-    broken by the pool's random order (the authors' ``topk`` leaves them unspecified). Returns the
-    ``(N,)`` bool mask; exactly ``kept`` are True. No host sync."""
-    n = scores.numel()
-    pool = torch.randperm(n, generator=generator, device=scores.device)[:pool_size]
+    """One epoch of OrderDP: a uniformly random pool of ``pool_size`` samples (from ``generator``), then
+    :func:`orderdp_choose`. Returns the ``(N,)`` bool mask; exactly ``kept`` are True. No host sync."""
+    pool = torch.randperm(scores.numel(), generator=generator, device=scores.device)[:pool_size]
+    return orderdp_choose(scores, pool, kept)
+
+
+def orderdp_choose(scores: torch.Tensor, pool: torch.Tensor, kept: int) -> torch.Tensor:
+    """The ``kept`` samples of ``pool`` ``(P,)`` int64 with the largest ``scores`` ``(N,)`` (stale losses;
+    ``+inf`` and NaN first), ties broken by pool order (the authors' ``topk`` leaves them unspecified):
+    the ``(N,)`` bool mask."""
     order = torch.argsort(torch.nan_to_num(scores[pool], nan=math.inf), descending=True, stable=True)
-    keep = torch.zeros(n, dtype=torch.bool, device=scores.device)
+    keep = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
     return keep.index_fill_(0, pool[order[:kept]], True)
 
 
