@@ -6,7 +6,7 @@ is usually a FLOP-ideal speedup ``S`` (``saving = 1 - 1/S``: 1.5x -> 1/3, 2x -> 
 knob that moves its cost monotonically (IES: ``threshold`` delta, log scale; InfoBatch and small loss &
 rescale: ``prune_ratio``; Selective Backprop: ``sb_beta``; conventional early stopping: ``es_patience``,
 an integer, *decreasing*: more patience, less saving; SeTa: ``seta_prune_ratio``; OrderDP:
-``orderdp_top_q``, decreasing). :func:`calibrate` finds it by bisection on pilot
+``orderdp_top_q``, decreasing; PFB: ``pfb_prune_ratio``). :func:`calibrate` finds it by bisection on pilot
 runs and records how (:class:`Calibration`, written next to the results). The IES paper does not say how
 its methods were matched to its 2x / 3x targets (Table 4); this module is how we do it.
 """

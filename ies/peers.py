@@ -44,6 +44,7 @@ KNOBS: dict[str, Knob] = {
     "early_stop": Knob("es_patience", 1, None, "int", increasing=False),
     "seta": Knob("seta_prune_ratio", 0.0, 0.9),
     "orderdp": Knob("orderdp_top_q", 0.05, 1.0, increasing=False),
+    "pfb": Knob("pfb_prune_ratio", 0.0, 0.95),
 }
 """Each method's knob. The brackets are wide on purpose: an unreachable budget shows up as an end pilot
 that falls short (Selective Backprop forwards every sample, so it never saves more than 2/3; IES needs

@@ -12,7 +12,9 @@ from torch import nn
 
 from ies import Config, train
 from ies.data import synthetic
+from ies.models import cifar_resnet, cnn1d, mlp, small_cnn, transformer
 from ies.peers import KNOBS, Runner, match_budgets, method_config
+from ies.selectors.pfb import first_stage, flop_fraction
 from ies.selectors.rules_pruning import orderdp_plan, orderdp_sizes, seta_anneal_start, seta_plan
 from ies.setup import build_run
 from ies.training import run_epoch
@@ -119,11 +121,92 @@ def test_cli_trains_on_the_offline_default_and_its_columns_give_its_saving(selec
     assert math.isfinite(metrics["test_accuracy"])
 
 
-@pytest.mark.parametrize("method, target", [("orderdp", 1 / 3), ("seta", 0.5)])  # seta saves 0.29 at ratio 0
+@pytest.mark.parametrize("method, target", [("orderdp", 1 / 3), ("seta", 0.5), ("pfb", 0.3)])  # seta: 0.29 at 0
 def test_the_knob_is_registered_and_calibrates_to_a_budget(method, target, data, tmp_path):
     knob = KNOBS[method]
     runner = Runner(tmp_path, dataset=data)
-    cals = match_budgets(Config(**TINY), [method], [1 / (1 - target)], runner, tolerance=0.03, max_pilots=6)
+    base = Config(**{**TINY, "model": "cnn1d"})
+    cals = match_budgets(base, [method], [1 / (1 - target)], runner, tolerance=0.03, max_pilots=6)
     (cal,) = cals.values()
     assert cal.name == knob.field and cal.matched and abs(cal.saving - target) <= 0.03
-    assert getattr(method_config(Config(**TINY), method, cal.knob), knob.field) == cal.knob
+    assert getattr(method_config(base, method, cal.knob), knob.field) == cal.knob
+
+
+# ---------------------------------------------------------------------- PFB
+def staged_counter(seed=0):
+    """cnn1d for the 40-long synthetic signals, with hooks counting the samples through its first stage
+    and through the whole model (with grad / without)."""
+    torch.manual_seed(seed)
+    model = cnn1d(40, 4)
+    counts = {"stage": 0, "grad": 0, "nograd": 0}
+
+    def whole(module, inputs, output):
+        counts["grad" if torch.is_grad_enabled() else "nograd"] += output.shape[0]
+
+    model[3].register_forward_hook(lambda m, i, o: counts.__setitem__("stage", counts["stage"] + o.shape[0]))
+    model.register_forward_hook(whole)
+    return model, counts
+
+
+def test_first_stage_of_each_staged_model_and_its_measured_flop_share():
+    net = cnn1d(40, 4)
+    stage = first_stage(net)
+    assert [type(m) for m in stage] == [nn.Unflatten, nn.Conv1d, nn.BatchNorm1d, nn.ReLU]
+    assert stage[1] is net[1]  # the model's own layers
+    # conv 1->32 (k5, s2: 19 out) = 2*32*5*19; convs 32->32 (k3: 10 and 5 out); linear 32->4
+    flops = [2 * 32 * 5 * 19, 2 * 32 * 32 * 3 * 10, 2 * 32 * 32 * 3 * 5, 2 * 32 * 4]
+    assert flop_fraction(net, stage, torch.randn(1, 40)) == flops[0] / sum(flops)
+    cnn = small_cnn(10)
+    assert [type(m) for m in first_stage(cnn)] == [nn.Sequential, nn.MaxPool2d]
+    res = cifar_resnet(18, 10)
+    assert list(first_stage(res)) == [res.conv1, res.bn1, res.relu, res.maxpool, res.layer1]
+    share = flop_fraction(res, first_stage(res), torch.randn(1, 3, 32, 32))
+    assert 0.2 < share < 0.3  # stem + 2 of the 8 blocks at full resolution (one of four equal-cost stages)
+    assert first_stage(mlp(40, 4)) is None and first_stage(transformer((40,), 4)) is None
+
+
+def test_pfb_refuses_a_model_without_a_first_stage(data):
+    with pytest.raises(ValueError, match="selector 'pfb' needs a model with a first stage"):
+        build_run(Config(**TINY, selector="pfb"), dataset=data)  # TINY's mlp
+
+
+def test_pfb_blocks_the_densest_of_every_batch_and_counts_the_first_stage_share(data):
+    model, counts = staged_counter()
+    cfg = Config(**{**TINY, "model": "cnn1d"}, selector="pfb", pfb_prune_ratio=0.4, pfb_centres=100,
+                 anneal_fraction=0.25)
+    seen = []
+
+    def hook(epoch, m, tracker):
+        seen.append(dict(counts))
+        counts.update(stage=0, grad=0, nograd=0)
+
+    r = train(cfg, dataset=data, model=model, on_epoch_end=hook)
+    h, n_test = r.history, len(data.y_test)
+    fraction = 2 * 32 * 5 * 19 / (2 * 32 * 5 * 19 + 2 * 32 * 32 * 3 * 15 + 2 * 32 * 4)
+    # batches of 32 x 7 + 16: floor(12.8) = 12 and floor(6.4) = 6 blocked; epoch 1 fills the 100 centres first
+    assert h["n_mastered"].tolist() == [90 - 4 * 12] + [90] * 5 + [0, 0]
+    assert h["backprop_samples"].tolist() == [N - b for b in h["n_mastered"]]
+    for epoch, (row, c) in enumerate(zip(h.to_dict("records")[:6], seen, strict=False)):
+        measured = epoch == 0  # the FLOP share is measured once, on one sample: a stage and a whole forward
+        assert c["grad"] == row["backprop_samples"] and c["nograd"] == n_test + measured
+        assert c["stage"] - measured - c["grad"] - c["nograd"] == N  # every sample ran the first stage alone
+        assert row["forward_samples"] == pytest.approx(fraction * N + row["backprop_samples"])
+    for row, c in zip(h.to_dict("records")[6:], seen[6:], strict=True):  # anneal: no first-stage pass
+        assert c["stage"] == c["grad"] + c["nograd"] == N + n_test and row["forward_samples"] == N
+    assert r.metrics["compute_saving"] == pytest.approx(saving_from_columns(h))
+
+
+def test_pfb_resumes_bit_for_bit(data, tmp_path):
+    cfg = Config(**{**TINY, "model": "cnn1d"}, selector="pfb", output=str(tmp_path / "full"))
+    full = train(cfg, dataset=data)
+    cut = cfg.replace(output=str(tmp_path / "cut"))
+    interrupted(cut, 4, dataset=data)
+    resumed = train(cut.replace(resume=True), dataset=data)
+    cols = [c for c in full.history.columns if c != "epoch_seconds"]
+    assert full.history[cols].equals(resumed.history[cols])
+    for va, vb in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(va, vb)
+
+
+def test_cli_trains_pfb_on_the_offline_default_and_its_columns_give_its_saving(tmp_path):
+    test_cli_trains_on_the_offline_default_and_its_columns_give_its_saving("pfb", tmp_path)
