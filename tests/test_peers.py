@@ -20,7 +20,8 @@ def test_method_config_sets_the_knob_and_the_baseline():
     cfg = method_config(base, "infobatch", 0.3, seed=2)
     assert (cfg.selector, cfg.prune_ratio, cfg.seed) == ("infobatch", 0.3, 2)
     assert method_config(base, "early_stop", 3).es_patience == 3
-    assert set(KNOBS) == {"ies", "infobatch", "small_loss_rescale", "selective_backprop", "early_stop"}
+    assert set(KNOBS) == {"ies", "infobatch", "small_loss_rescale", "selective_backprop", "early_stop", "seta",
+                          "orderdp", "pfb"}
 
 
 def test_runner_reuses_a_finished_run_and_only_that(tmp_path, data):

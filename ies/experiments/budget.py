@@ -6,7 +6,8 @@ The comparison of methods is fair only at equal cost. The cost of a run is its `
 (``saving = 1 - 1/S``: 1.5x -> 1/3, 2x -> 1/2). Each method has one knob that moves its cost
 monotonically (IES: ``threshold`` delta, log scale; InfoBatch and small loss & rescale: ``prune_ratio``;
 Selective Backprop: ``sb_beta``; conventional early stopping: ``es_patience``,
-an integer, *decreasing*: more patience, less saving). :func:`calibrate` finds it by bisection on pilot
+an integer, *decreasing*: more patience, less saving; SeTa: ``seta_prune_ratio``; OrderDP:
+``orderdp_top_q``, decreasing; PFB: ``pfb_prune_ratio``). :func:`calibrate` finds it by bisection on pilot
 runs and records how (:class:`Calibration`, written next to the results). The IES paper does not say how
 its methods were matched to its 2x / 3x targets (Table 4); this module is how we do it.
 """

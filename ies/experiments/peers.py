@@ -43,6 +43,9 @@ KNOBS: dict[str, Knob] = {
     "small_loss_rescale": Knob("prune_ratio", 0.0, 0.95),
     "selective_backprop": Knob("sb_beta", 0.05, 50.0, "log"),
     "early_stop": Knob("es_patience", 1, None, "int", increasing=False),
+    "seta": Knob("seta_prune_ratio", 0.0, 0.9),
+    "orderdp": Knob("orderdp_top_q", 0.05, 1.0, increasing=False),
+    "pfb": Knob("pfb_prune_ratio", 0.0, 0.95),
 }
 """Each method's knob. The brackets are wide on purpose: an unreachable budget shows up as an end pilot
 that falls short (Selective Backprop forwards every sample, so it never saves more than 2/3; IES needs

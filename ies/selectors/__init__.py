@@ -1,8 +1,8 @@
 """Selectors: who trains each epoch. :data:`SELECTORS` maps a ``Config.selector`` name to its class;
 each selector is one file of this package, imported here to register it."""
 
-# registers ies, loss, random, infobatch, small_loss_rescale, selective_backprop, early_stop
-from . import early_stop, ies, infobatch, random, selective_backprop  # noqa: F401
+# registers ies, loss, random, infobatch, small_loss_rescale, selective_backprop, early_stop, seta, orderdp, pfb
+from . import early_stop, ies, infobatch, orderdp, pfb, random, selective_backprop, seta  # noqa: F401
 from .base import SELECTORS, Plan, Selector, register
 
 SELECTOR_SEED_OFFSET = 1_000_003

@@ -27,6 +27,10 @@ class Plan:
         filter: ``True``: each training batch is first forwarded without grad (eval mode) and only the
             samples :meth:`Selector.keep` picks are back-propagated, accumulated into full batches
             (Selective Backprop).
+        stage: with ``filter``, the selection forward runs only a first stage of the model: an object
+            with ``features(x)`` (the ``(B, D)`` signal :meth:`Selector.keep` gets instead of the losses)
+            and ``fraction`` (host float: the share of a full forward's FLOPs that stage costs, read after
+            ``features``), each sample so forwarded counted as that share of a forward (PFB).
 
     Samples in neither ``train`` nor ``track`` are left out of the epoch entirely.
     """
@@ -35,6 +39,7 @@ class Plan:
     track: torch.Tensor
     weights: torch.Tensor | None = None
     filter: bool = False
+    stage: object | None = None
 
 
 class Selector:
@@ -65,6 +70,10 @@ class Selector:
     def prepare(self, labels: torch.Tensor) -> None:
         """Called once before the first epoch with the ``(N,)`` int64 training labels (on the device),
         for a selector that needs them (a stratified validation split)."""
+
+    def attach_model(self, model: torch.nn.Module) -> None:
+        """Called once before the first epoch with the model being trained, for a selector that runs part
+        of it itself (PFB's first stage)."""
 
     def plan(self, epoch: int, lr: float) -> Plan:
         """The plan of epoch ``epoch`` (0-based), whose learning rate is ``lr``."""

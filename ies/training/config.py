@@ -19,6 +19,7 @@ from ..method.recheck import parse_bins, parse_mode
 from ..method.tracker import TRACKER_DTYPES
 from ..models.zoo import MODELS
 from ..selectors import SELECTORS
+from ..selectors.knobs import check_pruning_knobs
 from . import fields as fields_
 
 OPTIMIZERS = ("sgd", "adam")
@@ -178,6 +179,22 @@ class Config:
     val_fraction: float = 0.1
     """``early_stop``: share of the training set held out for validation (stratified by class, drawn from
     ``seed``, never trained), in (0, 1)."""
+    seta_prune_ratio: float = 0.1
+    """``seta``: share left out by the random draw, in [0, 0.9] (kept share >= 0.1, as the authors); their 0.1."""
+    seta_groups: int = 5
+    """``seta``: k-means groups of the losses, >= 1 (the authors' 5)."""
+    seta_window: float = 0.9
+    """``seta``: window = round(seta_groups x seta_window) groups, in (0, 1], >= 1 group (the authors' 0.9)."""
+    seta_anneal: float = 0.125
+    """``seta``: this last share of the epochs trains the random draw alone, in [0, 1] (the authors' 1 - 0.875)."""
+    orderdp_pool: float = 0.8
+    """``orderdp``: share of the samples in the random pool, in (0, 1] (the authors' README: 0.8)."""
+    orderdp_top_q: float = 0.375
+    """``orderdp``: share of the pool with the largest stale losses that trains, in (0, 1] (README: 0.375)."""
+    pfb_prune_ratio: float = 0.4
+    """``pfb``: share of every batch blocked after the first stage, in [0, 1) (the paper's ImageNet 40 %)."""
+    pfb_centres: int = 100
+    """``pfb``: running centres of the shallow-feature density estimate, >= 1. Our default."""
     class_cap: float = 1.0
     """Class-balanced removal (``ies`` and ``loss`` selectors): after each decision, at most
     ``floor(class_cap * n_g)`` samples of each group ``g`` stay excluded, those with the lowest last loss
@@ -328,6 +345,7 @@ def _check_peers(cfg: Config) -> None:
             raise ValueError(f"{name} must be in {text}, got {value}")
     if not (math.isfinite(cfg.sb_beta) and cfg.sb_beta > 0):
         raise ValueError(f"sb_beta must be a finite number > 0, got {cfg.sb_beta}")
+    check_pruning_knobs(cfg)
 def _check_transforms(cfg: Config) -> None:
     """The data-transform and cap fields (:mod:`ies.data.transforms`, :func:`ies.method.cap.cap_mastered`)."""
     if not (math.isfinite(cfg.label_noise) and 0 <= cfg.label_noise < 1):

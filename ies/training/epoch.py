@@ -33,14 +33,15 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 class TrainStats:
     """What :func:`train_pass` did: device scalars ``loss_sum`` (unweighted per-sample losses),
     ``grad_norm_sum`` / ``grad_norm_max`` (over steps; 0 without tracking), and host counts ``steps``,
-    ``forward_samples`` (with a filter: the selection forwards too), ``backprop_samples`` and
+    ``forward_samples`` (with a filter: the selection forwards too; a float with a first-stage filter,
+    whose forwards count their share of a full one), ``backprop_samples`` and
     ``filtered_out`` (forwarded to be selected, not back-propagated)."""
 
     loss_sum: torch.Tensor
     grad_norm_sum: torch.Tensor
     grad_norm_max: torch.Tensor
     steps: int = 0
-    forward_samples: int = 0
+    forward_samples: float = 0
     backprop_samples: int = 0
     filtered_out: int = 0
 
@@ -68,7 +69,7 @@ def train_pass(model: nn.Module, opt: torch.optim.Optimizer, loader: DeviceLoade
     if plan.filter:
         if keep is None:
             raise ValueError("a plan with filter=True needs keep, the selector's keep()")
-        batches = filtered_batches(model, batches, batch_size, keep, amp, stats)
+        batches = filtered_batches(model, batches, batch_size, keep, amp, stats, plan.stage)
     for x, y, idx in batches:
         with amp or contextlib.nullcontext():
             losses = F.cross_entropy(model(x).float(), y, reduction="none")
@@ -92,20 +93,22 @@ def train_pass(model: nn.Module, opt: torch.optim.Optimizer, loader: DeviceLoade
 
 
 def filtered_batches(model: nn.Module, batches: Iterable[Batch], batch_size: int, keep: Keep, amp,
-                     stats: TrainStats) -> Iterator[Batch]:
+                     stats: TrainStats, stage=None) -> Iterator[Batch]:
     """A backward filter (Selective Backprop): forward each of ``batches`` without grad in eval mode,
     keep the samples ``keep(idx, losses)`` picks, and yield them in full batches of ``batch_size`` (the
     remainder last), so that training steps between selections. Adds the selection forwards to
     ``stats.forward_samples`` and the samples not kept to ``stats.filtered_out``. One implicit host sync
-    per selected batch: the kept count sets the shape."""
+    per selected batch: the kept count sets the shape. ``stage`` (a plan's :attr:`Plan.stage`): the
+    selection forward runs the model's first stage only, ``keep(idx, stage.features(x))`` picks, and
+    each sample forwarded so counts ``stage.fraction`` of a forward."""
     pending: list[Batch] = []
     count = 0
     for x, y, idx in batches:
         with torch.no_grad(), evaluating(model), amp or contextlib.nullcontext():
-            losses = F.cross_entropy(model(x).float(), y, reduction="none")
-        mask = keep(idx, losses)
+            signal = F.cross_entropy(model(x).float(), y, reduction="none") if stage is None else stage.features(x)
+        mask = keep(idx, signal)
         piece = (x[mask], y[mask], idx[mask])
-        stats.forward_samples += idx.shape[0]
+        stats.forward_samples += idx.shape[0] if stage is None else stage.fraction * idx.shape[0]
         stats.filtered_out += idx.shape[0] - piece[2].shape[0]
         pending.append(piece)
         count += piece[2].shape[0]

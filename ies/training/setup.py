@@ -130,6 +130,7 @@ def build_run(cfg: Config, dataset: ArrayDataset | streaming.StreamingData | Non
         test_data = DeviceLoader(data.x_test, data.y_test, device, mean=data.mean, std=data.std,
                                  channels_last=cfg.channels_last)
     selector.prepare(train_data.y)
+    selector.attach_model(model)
     grad_params = [p for p in model.parameters() if p.requires_grad] if cfg.track_grad_norm else None
     return Run(cfg, device, data, model, step_model, opt, sched, train_data, test_data, selector, generators,
                eval_batch_size, amp, grad_params, truth)
