@@ -11,6 +11,7 @@ import math
 import typing
 from dataclasses import dataclass, fields
 
+from . import faults
 from . import fields as fields_
 from .criteria import RULES
 from .data import DATASETS
@@ -26,7 +27,7 @@ SCHEDULES = ("exponential", "constant", "cosine")
 LOSS_SOURCES = ("training", "clean")
 LOSS_SOURCE_ALIASES = {"official": "training"}  # the name before 0.2, still accepted
 RUN_CONTROL_FIELDS = frozenset({"resume", "progress", "output", "checkpoint_every", "device", "data_dir",
-                                "num_workers", "shard_tracker"})
+                                "num_workers", "shard_tracker", "overwrite"})
 """Fields that say how a run is executed, not what it computes: a checkpoint resumes across them and
 a sweep's cache ignores them (``shard_tracker`` changes no result, but its checkpoint keeps every rank's
 tracker share: a resume across it is refused with a one-line error, as one across world sizes)."""
@@ -209,6 +210,9 @@ class Config:
     """Save a checkpoint every this many epochs when ``output`` is set; 0 = never."""
     resume: bool = False
     """Continue from the checkpoint in ``output`` (an error if there is none)."""
+    overwrite: bool = False
+    """Replace the run that ``output`` holds (otherwise a new run there is refused: :mod:`ies.rundir`);
+    its files stay until this run has finished its first epoch."""
     shard_tracker: bool = False
     """On several processes (``torchrun``, :mod:`ies.ddp`): each rank keeps the loss history of its own
     share of the samples only (:class:`ies.sharded.ShardedTracker`, ``i % R == rank``); the ranks send each
@@ -248,6 +252,7 @@ class Config:
         _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, min_last_batch=0, window=1,
                   patience=1)
         _at_least(self, checkpoint_every=0, seed=0, image_size=0, num_workers=0)
+        faults.check_int_limits(vars(self))
         _check_transforms(self)
         for name in ("lr", "momentum", "weight_decay", "gamma", "threshold", "anneal_fraction"):
             value = getattr(self, name)
@@ -272,6 +277,8 @@ class Config:
             raise ValueError(f"tracker_dtype must be one of {tuple(TRACKER_DTYPES)}, got {self.tracker_dtype!r}")
         if self.resume and not self.output:
             raise ValueError("resume needs output: the folder holding the checkpoint")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: continue the run, or replace it")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")

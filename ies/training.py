@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from . import ddp as ddp_
+from . import rundir
 from .config import RUN_CONTROL_FIELDS, Config
 from .data import ArrayDataset
 from .ddp import Distributed
@@ -35,6 +36,7 @@ from .group_report import write_group_report
 from .history import HISTORY_COLUMNS, RunFolder, summarize
 from .setup import Run, build_run
 from .sharded import ShardedTracker
+from .streaming import StreamingData
 from .tracker import MasteryTracker
 from .transforms import Truth
 
@@ -178,12 +180,29 @@ def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | N
     Launched by ``torchrun`` (or in a process group already initialised), every rank runs its share of the
     run and rank 0 writes it (:mod:`ies.ddp`).
     """
+    _check_arguments(cfg, dataset, model, on_epoch_end)
     with ddp_.session(cfg) as ddp:
         return _train(cfg if ddp is None else cfg.replace(device=ddp.device), dataset, model, on_epoch_end, ddp)
 
 
+def _check_arguments(cfg, dataset, model, on_epoch_end) -> None:
+    """``ValueError`` naming the argument of :func:`train` that is not what it takes."""
+    wrong = [(name, value, what) for name, value, ok, what in (
+        ("cfg", cfg, isinstance(cfg, Config), "an ies.Config (Config(...) or Config.from_dict(...))"),
+        ("dataset", dataset, dataset is None or isinstance(dataset, (ArrayDataset, StreamingData)),
+         "None, an ies.data.ArrayDataset or an ies.streaming.StreamingData"),
+        ("model", model, model is None or isinstance(model, nn.Module), "None or a torch.nn.Module"),
+        ("on_epoch_end", on_epoch_end, on_epoch_end is None or callable(on_epoch_end), "None or a callable"),
+    ) if not ok]
+    if wrong:
+        name, value, what = wrong[0]
+        raise ValueError(f"train: {name} must be {what}, got {type(value).__name__}")
+
+
 def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, on_epoch_end: EpochHook | None,
            ddp: Distributed | None) -> RunResult:
+    if cfg.output:  # before anything is loaded or written: a folder that can hold this run
+        rundir.check_output(cfg.output, cfg.resume, cfg.overwrite)
     run = build_run(cfg, dataset, model)
     if ddp is not None:
         ddp.attach(run)
@@ -209,7 +228,10 @@ def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, o
         row = run_epoch(run, epoch, ddp=ddp)
         cols.add(run, tracker, cfg.keep_loss_matrix, report, writes)
         if on_epoch_end is not None:
-            row.update(on_epoch_end(epoch + 1, run.model, tracker) or {})
+            extra = on_epoch_end(epoch + 1, run.model, tracker)
+            if extra is not None and not isinstance(extra, dict):
+                raise ValueError(f"on_epoch_end must return None or a dict of numbers, got {type(extra).__name__}")
+            row.update(extra or {})
         rows.append(row)
         stopped = run.selector.should_stop(row)
         bar.set_postfix(acc=f"{row['test_accuracy']:.3f}", mastered=row["n_mastered"], loss=f"{row['train_loss']:.3g}")
@@ -222,8 +244,12 @@ def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, o
             _save(run, out, rows, cols, elapsed, stopped, ddp)  # every rank: it gathers their random states
         if row["n_active"] and not math.isfinite(row["train_loss"]) and not cfg.allow_nonfinite:
             bar.close()
-            raise FloatingPointError(f"epoch {epoch + 1}: the mean training loss is {row['train_loss']}; lower lr, "
-                                     "or set allow_nonfinite=True to continue")
+            message = (f"epoch {epoch + 1}: the mean training loss is {row['train_loss']}; lower lr, "
+                       "or set allow_nonfinite=True to continue")
+            if out is not None:  # the folder: every epoch up to this one, and why the run stopped
+                out.write_metrics({**summarize(cfg.to_dict(), rows, elapsed, run.data.num_train, stopped, world),
+                                   "error": message})
+            raise FloatingPointError(message)
         if stopped:
             break
     bar.close()
