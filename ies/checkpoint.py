@@ -90,9 +90,28 @@ def save(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, lambda f: torch.save(state, f))
 
 
+REQUIRED_KEYS = ("config", "model", "optimizer", "scheduler", "selector", "rng", "history")
+"""What every checkpoint of :func:`ies.train` holds; a file without them was not written by ``ies``."""
+
+
 def load(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save` with ``weights_only=True`` (no arbitrary code)."""
+    """Load a checkpoint written by :func:`save` with ``weights_only=True`` (no arbitrary code).
+    ``FileNotFoundError`` when there is none; ``ValueError`` (one line, naming the file) when it cannot
+    be read (truncated, empty, not a torch file, objects a weights-only load refuses) or was not written
+    by ``ies`` (not a dict holding :data:`REQUIRED_KEYS`)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds (RuntimeError, EOFError, OSError, pickle's)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+            reason = "it holds Python objects that a weights-only load refuses"
+        raise ValueError(f"resume: checkpoint {path} cannot be read ({type(e).__name__}: {reason[:200]}); "
+                         "expected a checkpoint.pt written by ies") from None
+    missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"resume: checkpoint {path} was not written by ies (it lacks {', '.join(missing)}); "
+                         "expected a checkpoint.pt of an ies run")
+    return state
