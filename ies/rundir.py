@@ -38,11 +38,13 @@ def held_files(path: str | os.PathLike) -> list[str]:
     return [name for name in RUN_FILES if (Path(path) / name).exists()]
 
 
-def check_output(path: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> None:
+def check_output(path: str | os.PathLike, resume: bool = False, overwrite: bool = False, probe: bool = True) -> None:
     """``RunFolderError`` unless ``path`` can be a run's folder: a folder (or a path to create one) that
     this process can write; for a new run (not ``resume``) one that holds no other run's files, or
-    ``overwrite``. Writes nothing that stays: the write test's file and any folder it created are removed."""
-    out = Path(path).expanduser()
+    ``overwrite``. Writes nothing that stays: the write test's file and any folder it created are removed.
+    ``probe=False``: no write test (the ranks of a run on several processes that do not write: their
+    test would race with the writing rank's)."""
+    out = Path(path)  # as RunFolder writes it
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"output {out} exists and is not a folder; expected a folder for the run's files")
     existing = out
@@ -50,7 +52,8 @@ def check_output(path: str | os.PathLike, resume: bool = False, overwrite: bool 
         existing = existing.parent
     if not existing.is_dir():
         raise RunFolderError(f"output {out} lies under {existing}, which is not a folder; expected a folder path")
-    _probe(out, existing)
+    if probe:
+        _probe(out, existing)
     held = held_files(out)
     if held and not resume and not overwrite:
         raise RunFolderError(f"output {out} already holds a run ({', '.join(held)}); continue it with --resume "

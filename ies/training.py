@@ -202,7 +202,7 @@ def _check_arguments(cfg, dataset, model, on_epoch_end) -> None:
 def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, on_epoch_end: EpochHook | None,
            ddp: Distributed | None) -> RunResult:
     if cfg.output:  # before anything is loaded or written: a folder that can hold this run
-        rundir.check_output(cfg.output, cfg.resume, cfg.overwrite)
+        rundir.check_output(cfg.output, cfg.resume, cfg.overwrite, probe=ddp is None or ddp.writes)
     run = build_run(cfg, dataset, model)
     if ddp is not None:
         ddp.attach(run)
