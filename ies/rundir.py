@@ -55,6 +55,9 @@ def check_output(path: str | os.PathLike, resume: bool = False, overwrite: bool 
     if probe:
         _probe(out, existing)
     held = held_files(out)
+    if resume and held and ckpt.CHECKPOINT_NAME not in held:  # killed before its first checkpoint
+        raise FileNotFoundError(f"no checkpoint at {out / ckpt.CHECKPOINT_NAME}: nothing to resume (the folder "
+                                f"holds {', '.join(held)}; start the run anew there with --overwrite)")
     if held and not resume and not overwrite:
         raise RunFolderError(f"output {out} already holds a run ({', '.join(held)}); continue it with --resume "
                              "(resume=True), replace it with --overwrite (overwrite=True), or choose another folder")

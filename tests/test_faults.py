@@ -517,7 +517,7 @@ def test_a_run_killed_while_writing_resumes_to_the_uninterrupted_run(point, refe
     code, err = process(*KILL_ARGS, "--output", str(out), "--resume")
     if not (out / "checkpoint.pt").exists() or (code == 2 and "no checkpoint" in err):
         assert code == 2 and snapshot(out) == before
-        assert_one_line(err, "no checkpoint at .*nothing to resume")
+        assert_one_line(err, r"no checkpoint at .*nothing to resume \(the folder holds .*--overwrite\)")
         code, err = process(*KILL_ARGS, "--output", str(out))  # a new run there is refused ...
         assert code == 2 and snapshot(out) == before
         assert_one_line(err, "already holds a run")
