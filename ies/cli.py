@@ -19,9 +19,22 @@ from pathlib import Path
 
 from .experiments import sweep
 from .experiments.group_report import GroupReport
+from .training import faults
 from .training.config import Config, field_docs
 from .training.loop import train
 from .training.presets import PRESETS, config_with_preset
+
+EXIT_CODES = f"""exit codes:
+  0    the run finished
+  {faults.EXIT_BAD_INPUT}    a bad input, found before training where it can be (one line: the option, path or file, and
+       what was expected); a finished run's folder is left byte for byte as it was
+  {faults.EXIT_DIVERGED}    the run diverged (its mean training loss was not finite; see --allow-nonfinite): its folder
+       holds every epoch up to the failure, metrics.json says why it stopped
+  {faults.EXIT_INTERRUPTED}  interrupted (Ctrl-C): continue with --resume
+  1    anything else (a bug: with a traceback)
+
+A new run into a folder that holds another run is refused: pass --resume to continue it or --overwrite
+to replace it."""
 
 
 def _add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -45,11 +58,14 @@ def _config_from(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> Config
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ies", description="Instance-dependent Early Stopping")
+    parser = argparse.ArgumentParser(prog="python -m ies", description="Instance-dependent Early Stopping",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    train_cmd = sub.add_parser("train", help="train one run (baseline with --threshold 0) and write its results")
+    train_cmd = sub.add_parser("train", help="train one run (baseline with --threshold 0) and write its results",
+                               epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_options(train_cmd)
-    compare = sub.add_parser("compare", help="baseline (threshold 0) and IES on the same seed, then a table")
+    compare = sub.add_parser("compare", help="baseline (threshold 0) and IES on the same seed, then a table",
+                             epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_options(compare, skip=("output", "resume"))
     compare.add_argument("--output", default="runs/compare", help="folder for the two runs (default: runs/compare)")
     for cmd in (train_cmd, compare):
@@ -87,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
             return 0
         return _compare(cfg, Path(args.output))
-    except (FileNotFoundError, ValueError) as e:  # bad values, data paths, offline datasets, resume, mismatch
-        parser.exit(2, f"error: {e}\n")
+    except FloatingPointError as e:  # diverged: its folder holds every epoch up to the failure
+        parser.exit(faults.EXIT_DIVERGED, f"error: {faults.one_line(e)}\n")
+    except (FileNotFoundError, ValueError) as e:  # bad values, paths, data, checkpoints, offline datasets, mismatch
+        parser.exit(faults.EXIT_BAD_INPUT, f"error: {faults.one_line(e)}\n")
+    except KeyboardInterrupt:
+        parser.exit(faults.EXIT_INTERRUPTED, "error: interrupted; continue the run with --resume\n")
 
 
 def _compare(cfg: Config, out: Path) -> int:

@@ -8,6 +8,7 @@ declares, or stops with one line that names the parameter, the expected type and
 
 from __future__ import annotations
 
+import math
 from collections.abc import MutableMapping
 
 #: The words a ``bool`` parameter accepts, lower-cased (papermill passes ``-p RESUME true`` as a string).
@@ -22,8 +23,8 @@ class ParameterError(ValueError):
 def cast_value(name: str, value: object, kind: type) -> object:
     """``value`` as ``kind`` (``str``, ``int``, ``float`` or ``bool``), or :class:`ParameterError`
     naming ``name``. An ``int`` takes a whole float (``5.0``) or its text; a ``float`` an int or its
-    text; a ``bool`` one of :data:`TRUE_WORDS` / :data:`FALSE_WORDS` or 0 / 1; a ``bool`` value is
-    never taken for a number."""
+    text, finite (not ``nan`` or ``inf``); a ``bool`` one of :data:`TRUE_WORDS` / :data:`FALSE_WORDS` or
+    0 / 1; a ``bool`` value is never taken for a number."""
     if kind is str:
         return value if isinstance(value, str) else str(value)
     if kind is bool:
@@ -44,6 +45,8 @@ def cast_value(name: str, value: object, kind: type) -> object:
     except (TypeError, ValueError):
         raise _error(name, value, "an int" if kind is int else "a float (e.g. 0.001)") from None
     if kind is float:
+        if not math.isfinite(number):
+            raise _error(name, value, "a finite float")
         return number
     if isinstance(value, int):
         return value

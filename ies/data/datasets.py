@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import socket
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ import torchvision
 from torchvision.transforms import v2
 
 from . import augment as aug
+from . import checks
 
 
 class DatasetUnavailable(FileNotFoundError, RuntimeError):
@@ -157,7 +160,7 @@ def npz(path: str | os.PathLike) -> ArrayDataset:
     expected = "an .npz archive of the arrays x_train, y_train, x_test, y_test"
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:  # not a numpy file, or pickled objects
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not a numpy file, pickled objects, truncated
         raise ValueError(f"dataset file {path} is not {expected} ({e})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"dataset file {path} holds a single array, expected {expected}")
@@ -167,7 +170,7 @@ def npz(path: str | os.PathLike) -> ArrayDataset:
             raise ValueError(f"{path} lacks the arrays {sorted(missing)}")
         try:
             xs = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-        except ValueError as e:  # an object array inside the archive
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # objects, a truncated member
             raise ValueError(f"dataset file {path} is not {expected} of numbers ({e})") from None
     for split in ("train", "test"):
         x, y = xs[f"x_{split}"], xs[f"y_{split}"]
@@ -181,7 +184,7 @@ def npz(path: str | os.PathLike) -> ArrayDataset:
         raise ValueError(f"{path}: x_train and x_test images differ in shape")
     y_train = torch.as_tensor(xs["y_train"].astype(np.int64)).flatten()
     y_test = torch.as_tensor(xs["y_test"].astype(np.int64)).flatten()
-    num_classes = int(max(y_train.max(), y_test.max() if y_test.numel() else 0)) + 1
+    num_classes = checks.derived_class_count(y_train, f"dataset {path}")  # test labels: checked against it
     x = torch.as_tensor(xs["x_train"])
     mean, std = channel_stats(x)
     return ArrayDataset(x, y_train, torch.as_tensor(xs["x_test"]), y_test, num_classes, path.stem, mean, std)

@@ -36,9 +36,10 @@ from pathlib import Path
 
 import torch
 import torchvision
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from torchvision.transforms import v2
 
+from . import checks
 from .datasets import DATASETS, IMAGENET_STATS, batch_bounds, load_dataset, pass_order
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -102,9 +103,9 @@ class StreamingData:
         y_test = labels_of(test) if y_test is None else torch.as_tensor(y_test, dtype=torch.int64)
         if y_train.numel() == 0:
             raise ValueError("train holds no samples")
-        if num_classes is None:
-            num_classes = int(max(y_train.max(), y_test.max() if y_test.numel() else 0)) + 1
-        x = as_tensor(train[0][0], eval_transform)
+        if num_classes is None:  # the test labels are checked against it (ies.data.checks.check_labels)
+            num_classes = checks.derived_class_count(y_train, f"dataset {name}")
+        x = decoded(train, 0, eval_transform)
         if x.dim() not in (1, 3):
             raise ValueError(f"items must be (C, H, W) images or (L,) signals, got shape {tuple(x.shape)}")
         shape = (*x.shape[1:], x.shape[0]) if x.dim() == 3 else tuple(x.shape)
@@ -118,6 +119,41 @@ def labels_of(dataset: Dataset) -> torch.Tensor:
     if targets is None:
         targets = [int(dataset[i][1]) for i in range(len(dataset))]
     return torch.as_tensor(targets, dtype=torch.int64).reshape(-1)
+
+
+class DecodeError(checks.InputError):
+    """An image (a sample) that cannot be read or transformed; the message names its file (one line, exit 2)."""
+
+
+def sample_name(dataset: Dataset, i: int) -> str:
+    """The file of sample ``i`` of ``dataset`` (through any ``Subset``; an ImageFolder's ``samples``), or
+    ``sample i``."""
+    while isinstance(dataset, Subset):
+        dataset, i = dataset.dataset, dataset.indices[i]
+    samples = getattr(dataset, "samples", None)
+    return str(samples[i][0]) if samples is not None else f"sample {i}"
+
+
+def decoded(dataset: Dataset, i: int, transform: Callable | None = None) -> torch.Tensor:
+    """``as_tensor(dataset[i][0], transform)``; :class:`DecodeError` naming the file when that fails (a
+    corrupt or truncated image: PIL's errors, or any other of the dataset or the transform)."""
+    try:
+        return as_tensor(dataset[i][0], transform)
+    except Exception as e:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        raise DecodeError(f"image {sample_name(dataset, i)} cannot be decoded ({type(e).__name__}: "
+                          f"{checks.one_line(e)[:300]}); expected an image file PIL can read") from None
+
+
+@dataclass
+class _Failed:
+    """What a worker returns instead of a batch when a sample cannot be decoded: the message, raised as
+    :class:`DecodeError` by the training process (one line, however many workers)."""
+
+    message: str
+
+
+def _collate(items):
+    return items if isinstance(items, _Failed) else default_collate(items)
 
 
 def as_tensor(x, transform: Callable | None = None) -> torch.Tensor:
@@ -173,7 +209,7 @@ def image_folder_data(root: str | os.PathLike, image_size: int = 224, size: int 
     if train.classes != test.classes:
         raise ValueError(f"dataset {root}: train/ and val/ have different class folders "
                          f"({len(train.classes)} and {len(test.classes)}; {LAYOUT})")
-    first = as_tensor(train[0][0])
+    first = decoded(train, 0)
     train_tf, eval_tf = folder_transforms(image_size, first.shape[1], first.shape[2])
     data = StreamingData.from_datasets(train, test, name=root.name, num_classes=len(train.classes),
                                        mean=mean or IMAGENET_STATS[0], std=std or IMAGENET_STATS[1],
@@ -195,17 +231,19 @@ class _Keyed(Dataset):
     def __getitem__(self, key):
         return self.__getitems__(key)
 
-    def __getitems__(self, key) -> list[tuple[torch.Tensor, int]]:
+    def __getitems__(self, key) -> list[tuple[torch.Tensor, int]] | _Failed:
         seed, indices = key
         items = []
-        for i in indices.tolist():  # per sample: the decoding itself, in a worker
-            x = self.dataset[i][0]
-            if seed < 0:
-                items.append((as_tensor(x, self.eval_transform), i))
-                continue
-            with torch.random.fork_rng(devices=[]):
-                torch.default_generator.manual_seed(seed + i)
-                items.append((as_tensor(x, self.train_transform), i))
+        try:
+            for i in indices.tolist():  # per sample: the decoding itself, in a worker
+                if seed < 0:
+                    items.append((decoded(self.dataset, i, self.eval_transform), i))
+                    continue
+                with torch.random.fork_rng(devices=[]):
+                    torch.default_generator.manual_seed(seed + i)
+                    items.append((decoded(self.dataset, i, self.train_transform), i))
+        except DecodeError as e:  # returned, not raised: no worker traceback in the training process
+            return _Failed(str(e))
         return items
 
 
@@ -260,6 +298,7 @@ class StreamingLoader:
         self._keys = _Batches()
         self.loader = DataLoader(
             _Keyed(dataset, train_transform, eval_transform), batch_sampler=self._keys, num_workers=num_workers,
+            collate_fn=_collate,
             pin_memory=self.device.type == "cuda", persistent_workers=num_workers > 0,
             generator=torch.Generator(),  # the DataLoader's own seed draws leave the global random state alone
         )
@@ -288,7 +327,10 @@ class StreamingLoader:
             seed = int(torch.randint(0, 2**62, (1,), device=self.device, generator=self.generator))
         order = indices.cpu().numpy()
         self._keys.keys = [(seed, order[a:b]) for a, b in batch_bounds(order.size, batch_size, min_last)]
-        for xb, ib in self.loader:
+        for batch in self.loader:
+            if isinstance(batch, _Failed):
+                raise DecodeError(batch.message)
+            xb, ib = batch
             idx = ib.to(self.device, non_blocking=True)
             yield self.inputs(xb), self.y[idx], idx
 

@@ -82,7 +82,7 @@ class Runner:
 
     def __call__(self, cfg: Config) -> dict:
         folder = self.folder(cfg)
-        cfg = cfg.replace(output=str(folder), progress=False, resume=False)
+        cfg = cfg.replace(output=str(folder), progress=False, resume=False, overwrite=True)  # not done: anew
         done = folder / "done.json"
         if not self.rerun and done.exists() and json.loads(done.read_text()).get("config") == cfg.to_dict():
             self.reused += 1

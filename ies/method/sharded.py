@@ -42,7 +42,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .tracker import Decisions, MasteryTracker
+from .tracker import Decisions, IndexRangeError, MasteryTracker
 
 _BITS = 2 ** torch.arange(8, dtype=torch.uint8)
 _all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # the new name, or the old
@@ -122,11 +122,11 @@ class ShardedTracker(Decisions):
                              f"and {tuple(losses.shape)}")
         if indices.dtype.is_floating_point or indices.dtype == torch.bool or indices.is_complex():
             raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
-        indices = indices.to(self.device, torch.int64, non_blocking=True)
-        if indices.numel() and indices.device.type == "cpu":
+        if indices.numel() and indices.device.type == "cpu":  # on the host, before the copy: free
             lo, hi = torch.stack(torch.aminmax(indices)).tolist()
             if lo < 0 or hi >= self.num_samples:
-                raise IndexError(f"indices must lie in 0..{self.num_samples - 1}, got values in {lo}..{hi}")
+                raise IndexRangeError(f"indices must lie in 0..{self.num_samples - 1}, got values in {lo}..{hi}")
+        indices = indices.to(self.device, torch.int64, non_blocking=True)
         self._pending.append((indices, losses.detach().to(self.device, self.dtype, non_blocking=True)))
 
     def _outgoing(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -12,6 +12,10 @@ TRACKER_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16"
 """Storage dtypes by name (``Config.tracker_dtype``); differences are taken in float64 whatever the storage."""
 
 
+class IndexRangeError(IndexError, ValueError):
+    """Sample indices outside ``0 .. num_samples-1`` (an ``IndexError`` and a ``ValueError``)."""
+
+
 class Decisions:
     """The reading side of a tracker, over its last decision ``_mastered`` (``(num_samples,)`` bool) and that
     step's counts ``_stats`` (0-dim tensors): shared by :class:`MasteryTracker` and
@@ -56,7 +60,8 @@ class MasteryTracker(Decisions):
 
     Storage, all on ``device`` (see "Storage" below): the epoch in progress is one contiguous
     ``(num_samples,)`` vector, and ``record`` is one ``index_put_`` into it that never synchronises
-    with the host (indices are range-checked on the host only for CPU tensors, where that is free).
+    with the host (CPU indices are range-checked on the host at once, where that is free; device indices
+    at :meth:`step`, one host read per epoch: :attr:`check_indices`).
     What the rule reads is each sample's last ``lookback`` *recorded* values, kept in a
     ``(lookback, num_samples)`` ring with a per-sample write count.
 
@@ -143,10 +148,13 @@ class MasteryTracker(Decisions):
         """Store this epoch's loss of the samples ``indices``.
 
         Args:
-            indices: ``(B,)`` integer tensor of sample indices in ``0 .. num_samples-1``.
-            losses: ``(B,)`` per-sample losses (detached here). A later call with the same index in
-                the same epoch overwrites the earlier value; duplicates inside one call keep one of
-                their values (which one is unspecified on CUDA).
+            indices: ``(B,)`` integer tensor of sample indices in ``0 .. num_samples-1``, on the CPU or the
+                tracker's device (:class:`~ies.method.tracker.IndexRangeError`, an ``IndexError`` and a
+                ``ValueError``, for others: at once for CPU indices, at :meth:`step` for device ones).
+            losses: ``(B,)`` floating-point per-sample losses (detached here), on the CPU or the
+                tracker's device (``ValueError`` otherwise: a silent copy between devices every batch).
+                A later call with the same index in the same epoch overwrites the earlier value;
+                duplicates inside one call keep one of their values (which one is unspecified on CUDA).
         """
         if not isinstance(indices, torch.Tensor) or not isinstance(losses, torch.Tensor):
             raise TypeError("indices and losses must be torch tensors")
@@ -158,12 +166,42 @@ class MasteryTracker(Decisions):
             raise ValueError(
                 f"losses must have the shape of indices {tuple(indices.shape)}, got {tuple(losses.shape)}"
             )
-        indices = indices.to(self.device, non_blocking=True)
-        if indices.numel() and indices.device.type == "cpu":
+        if not losses.dtype.is_floating_point:
+            raise ValueError(f"losses must be a floating-point tensor, got {losses.dtype}")
+        for name, t in (("indices", indices), ("losses", losses)):
+            if t.device.type != "cpu" and not _on(t.device, self.device):
+                raise ValueError(f"{name} must be on the tracker's device ({self.device}) or the CPU, got {t.device}")
+        if indices.numel() and indices.device.type == "cpu":  # on the host the range check is free: at once
             lo, hi = torch.stack(torch.aminmax(indices)).tolist()
             if lo < 0 or hi >= self.num_samples:
-                raise IndexError(f"indices must lie in 0..{self.num_samples - 1}, got values in {lo}..{hi}")
+                raise IndexRangeError(f"indices must lie in 0..{self.num_samples - 1}, got values in {lo}..{hi}")
+        elif indices.numel() and self.check_indices:  # on the device: no sync here, the range is read at step()
+            lo, hi = torch.aminmax(indices)
+            if self._bounds is None:
+                self._bounds = (lo.clone(), hi.clone())
+            else:
+                torch.minimum(self._bounds[0], lo, out=self._bounds[0])
+                torch.maximum(self._bounds[1], hi, out=self._bounds[1])
+        indices = indices.to(self.device, non_blocking=True)
         self._current.index_put_((indices,), losses.detach().to(self.device, self.dtype, non_blocking=True))
+
+    check_indices = True
+    """Check the range of indices recorded from an accelerator at :meth:`step` (one host read of their
+    smallest and largest value per epoch, two small reductions per :meth:`record`); CPU indices are
+    checked at once either way. On an accelerator an index ``>= num_samples`` or ``< -num_samples``
+    stops torch's indexing kernel with its own device assertion; one in ``-num_samples .. -1``, which
+    indexing would wrap silently, is what this finds. Set ``False`` to skip it."""
+    _bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _check_bounds(self) -> None:
+        """:class:`IndexRangeError` if an index recorded from the device this epoch was out of range."""
+        if self._bounds is None:
+            return
+        lo, hi = torch.stack(self._bounds).tolist()
+        self._bounds = None
+        if lo < 0 or hi >= self.num_samples:
+            raise IndexRangeError(f"indices must lie in 0..{self.num_samples - 1}, got values in {lo}..{hi} "
+                                  "(recorded on the device this epoch)")
 
     # ------------------------------------------------------------------ deciding
     def step(self, recheck: bool = True) -> torch.Tensor:
@@ -179,6 +217,7 @@ class MasteryTracker(Decisions):
             ``(num_samples,)`` bool tensor, True = mastered (no backprop next epoch). The same
             tensor as :attr:`mastered`.
         """
+        self._check_bounds()
         self.epoch += 1
         previous = self._mastered
         full = self.threshold > 0 and self.epoch >= self.lookback  # else nothing has a full look-back yet
@@ -299,3 +338,7 @@ class MasteryTracker(Decisions):
         cfg = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
         return f"MasteryTracker({cfg}, device={str(self.device)!r})"
 
+
+def _on(device: torch.device, target: torch.device) -> bool:
+    """Whether ``device`` is ``target`` (``cuda`` without an index stands for any CUDA device)."""
+    return device.type == target.type and (target.index is None or device.index in (None, target.index))

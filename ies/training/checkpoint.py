@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,39 @@ def save(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, lambda f: torch.save(state, f))
 
 
+REQUIRED_KEYS = ("config", "model", "optimizer", "scheduler", "selector", "rng", "history")
+"""What every checkpoint of :func:`ies.train` holds; a file without them was not written by ``ies``."""
+
+
 def load(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save` with ``weights_only=True`` (no arbitrary code)."""
+    """Load a checkpoint written by :func:`save` with ``weights_only=True`` (no arbitrary code).
+    ``FileNotFoundError`` when there is none; ``ValueError`` (one line, naming the file) when it cannot
+    be read (truncated, empty, not a torch file, objects a weights-only load refuses) or was not written
+    by ``ies`` (not a dict holding :data:`REQUIRED_KEYS`)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds (RuntimeError, EOFError, OSError, pickle's)
+        raise ValueError(f"resume: checkpoint {path} cannot be read ({type(e).__name__}: {_unreadable(path, e)}); "
+                         "expected a checkpoint.pt written by ies") from None
+    missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"resume: checkpoint {path} was not written by ies (it lacks {', '.join(missing)}); "
+                         "expected a checkpoint.pt of an ies run")
+    return state
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why torch could not load ``path``, in a few words (torch's own messages run over many lines)."""
+    text = str(error)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return f"it holds Python objects ({found.group(1)}) that a weights-only load refuses"
+    if "Weights only load failed" in text:
+        return "its bytes are not a torch checkpoint"
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return first.split(". ")[0][:160]

@@ -20,13 +20,14 @@ from ..method.tracker import TRACKER_DTYPES
 from ..models.zoo import MODELS
 from ..selectors import SELECTORS
 from ..selectors.knobs import check_pruning_knobs
+from . import faults
 from . import fields as fields_
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("exponential", "constant", "cosine")
 LOSS_SOURCES = ("training", "clean")
 RUN_CONTROL_FIELDS = frozenset({"resume", "progress", "output", "checkpoint_every", "device", "data_dir",
-                                "num_workers", "shard_tracker"})
+                                "num_workers", "shard_tracker", "overwrite"})
 """Fields that say how a run is executed, not what it computes: a checkpoint resumes across them and
 a sweep's cache ignores them (``shard_tracker`` changes no result, but its checkpoint keeps every rank's
 tracker share: a resume across it is refused with a one-line error, as one across world sizes)."""
@@ -225,6 +226,9 @@ class Config:
     """Save a checkpoint every this many epochs when ``output`` is set; 0 = never."""
     resume: bool = False
     """Continue from the checkpoint in ``output`` (an error if there is none)."""
+    overwrite: bool = False
+    """Replace the run that ``output`` holds (otherwise a new run there is refused: :mod:`ies.training.rundir`);
+    its files stay until this run has finished its first epoch."""
     shard_tracker: bool = False
     """On several processes (``torchrun``, :mod:`ies.training.ddp`): each rank keeps the loss history of its own
     share of the samples only (:class:`ies.method.sharded.ShardedTracker`, ``i % R == rank``); the ranks send each
@@ -262,6 +266,7 @@ class Config:
         _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, min_last_batch=0, window=1,
                   patience=1)
         _at_least(self, checkpoint_every=0, seed=0, image_size=0, num_workers=0)
+        faults.check_int_limits(vars(self))
         _check_transforms(self)
         for name in ("lr", "momentum", "weight_decay", "gamma", "threshold", "anneal_fraction"):
             value = getattr(self, name)
@@ -286,6 +291,8 @@ class Config:
             raise ValueError(f"tracker_dtype must be one of {tuple(TRACKER_DTYPES)}, got {self.tracker_dtype!r}")
         if self.resume and not self.output:
             raise ValueError("resume needs output: the folder holding the checkpoint")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: continue the run, or replace it")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")

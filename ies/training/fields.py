@@ -47,6 +47,8 @@ def cast(name: str, kind: type, value: typing.Any) -> typing.Any:
             if isinstance(value, int) and value in (0, 1):
                 return bool(value)
         elif kind is int:
+            if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+                return int(value)  # exact, also beyond a float's 53 bits
             if isinstance(value, str):
                 number = float(value.strip())
                 if number.is_integer():

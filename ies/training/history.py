@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import checkpoint as ckpt
+from . import rundir
 
 HISTORY_COLUMNS = [
     "epoch", "lr", "train_loss", "tracked_loss", "test_loss", "test_accuracy",
@@ -67,25 +68,33 @@ def summarize(config: dict, rows: list[dict], wall_time_s: float, num_train: int
 
 
 class RunFolder:
-    """The output folder of a run: ``history.csv``, ``metrics.json`` and ``checkpoint.pt``."""
+    """The output folder of a run: ``history.csv``, ``metrics.json`` and ``checkpoint.pt``, each replaced
+    atomically (:mod:`ies.training.rundir`: a kill leaves the previous version or the new one). A new run's first
+    epoch removes what an overwritten run left (:func:`ies.training.rundir.remove_run_files`)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self.rows: list[dict] = []
 
     @property
     def checkpoint(self) -> Path:
         return self.path / ckpt.CHECKPOINT_NAME
 
     def start(self, rows: list[dict]) -> None:
-        """Create the folder and write ``history.csv`` anew with the rows kept so far (a resume)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "history.csv").unlink(missing_ok=True)
+        """Remove the temporary files of killed writes and, for a resume, write ``history.csv`` anew with
+        the rows kept so far; a new run writes nothing until its first epoch is done."""
+        rundir.remove_stale(self.path)
+        self.rows = list(rows)
         if rows:
-            pd.DataFrame(rows).to_csv(self.path / "history.csv", index=False)
+            rundir.atomic_write_text(self.path / "history.csv", pd.DataFrame(rows).to_csv(index=False))
 
     def append(self, row: dict, first: bool, metrics: dict) -> None:
-        """Append one history row and rewrite ``metrics.json``."""
-        pd.DataFrame([row]).to_csv(self.path / "history.csv", mode="a", header=first, index=False)
+        """Add one history row (``history.csv`` rewritten atomically) and rewrite ``metrics.json``. The
+        first row of a new run first removes an overwritten run's other files."""
+        if not self.rows:
+            rundir.remove_run_files(self.path, keep=("history.csv", "metrics.json"))
+        self.rows.append(row)
+        rundir.atomic_write_text(self.path / "history.csv", pd.DataFrame(self.rows).to_csv(index=False))
         ckpt.write_json(self.path / "metrics.json", metrics)
 
     def write_metrics(self, metrics: dict) -> None:

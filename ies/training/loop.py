@@ -26,11 +26,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.datasets import ArrayDataset
+from ..data.streaming import StreamingData
 from ..data.transforms import Truth
 from ..method.sharded import ShardedTracker
 from ..method.tracker import MasteryTracker
 from . import checkpoint as ckpt
 from . import ddp as ddp_
+from . import rundir
 from .config import RUN_CONTROL_FIELDS, Config
 from .ddp import Distributed
 from .epoch import epoch_row, evaluate, track_pass, train_pass
@@ -145,6 +147,7 @@ def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | N
     Launched by ``torchrun`` (or in a process group already initialised), every rank runs its share of the
     run and rank 0 writes it (:mod:`ies.training.ddp`).
     """
+    _check_arguments(cfg, dataset, model, on_epoch_end, observers)
     with ddp_.session(cfg) as ddp:
         matrices = LossMatrices() if cfg.keep_loss_matrix else None
         attached = [*([matrices] if matrices else []), *observers, *([Callback(on_epoch_end)] if on_epoch_end else [])]
@@ -154,8 +157,26 @@ def train(cfg: Config, dataset: ArrayDataset | None = None, model: nn.Module | N
     return result
 
 
+def _check_arguments(cfg, dataset, model, on_epoch_end, observers) -> None:
+    """``ValueError`` naming the argument of :func:`train` that is not what it takes."""
+    wrong = [(name, value, what) for name, value, ok, what in (
+        ("cfg", cfg, isinstance(cfg, Config), "an ies.Config (Config(...) or Config.from_dict(...))"),
+        ("dataset", dataset, dataset is None or isinstance(dataset, (ArrayDataset, StreamingData)),
+         "None, an ies.data.datasets.ArrayDataset or an ies.data.streaming.StreamingData"),
+        ("model", model, model is None or isinstance(model, nn.Module), "None or a torch.nn.Module"),
+        ("on_epoch_end", on_epoch_end, on_epoch_end is None or callable(on_epoch_end), "None or a callable"),
+        ("observers", observers, all(isinstance(o, EpochObserver) for o in observers),
+         "a sequence of ies.training.observers.EpochObserver"),
+    ) if not ok]
+    if wrong:
+        name, value, what = wrong[0]
+        raise ValueError(f"train: {name} must be {what}, got {type(value).__name__}")
+
+
 def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, observers: list[EpochObserver],
            ddp: Distributed | None) -> RunResult:
+    if cfg.output:  # before anything is loaded or written: a folder that can hold this run
+        rundir.check_output(cfg.output, cfg.resume, cfg.overwrite, probe=ddp is None or ddp.writes)
     run = build_run(cfg, dataset, model)
     if ddp is not None:
         ddp.attach(run)
@@ -193,8 +214,12 @@ def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, o
             _save(run, out, rows, observers, elapsed, stopped, ddp)  # every rank: it gathers their random states
         if row["n_active"] and not math.isfinite(row["train_loss"]) and not cfg.allow_nonfinite:
             bar.close()
-            raise FloatingPointError(f"epoch {epoch + 1}: the mean training loss is {row['train_loss']}; lower lr, "
-                                     "or set allow_nonfinite=True to continue")
+            message = (f"epoch {epoch + 1}: the mean training loss is {row['train_loss']}; lower lr, "
+                       "or set allow_nonfinite=True to continue")
+            if out is not None:  # the folder: every epoch up to this one, and why the run stopped
+                out.write_metrics({**summarize(cfg.to_dict(), rows, elapsed, run.data.num_train, stopped, world),
+                                   "error": message})
+            raise FloatingPointError(message)
         if stopped:
             break
     bar.close()

@@ -79,4 +79,7 @@ class Callback(EpochObserver):
         self.hook = hook
 
     def epoch_end(self, run: Run, epoch: int, writes: bool) -> dict | None:
-        return self.hook(epoch, run.model, getattr(run.selector, "tracker", None))
+        extra = self.hook(epoch, run.model, getattr(run.selector, "tracker", None))
+        if extra is not None and not isinstance(extra, dict):
+            raise ValueError(f"on_epoch_end must return None or a dict of numbers, got {type(extra).__name__}")
+        return extra

@@ -16,6 +16,7 @@ from ..data.datasets import ArrayDataset, DeviceLoader
 from ..data.transforms import Truth, apply_transforms
 from ..models.zoo import FixedShapeCompiled, build_model
 from ..selectors import SELECTOR_SEED_OFFSET, SELECTORS, Selector
+from . import faults
 from .config import Config, subgroup_classes
 
 
@@ -97,17 +98,25 @@ def build_run(cfg: Config, dataset: ArrayDataset | streaming.StreamingData | Non
     build the model (or take ``model``), the optimiser, the loaders and the selector of ``cfg``."""
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    data = dataset if dataset is not None else streaming.load(cfg)
+    where = f"dataset {cfg.dataset}" if dataset is None else "dataset (given to train)"
+    try:
+        data = dataset if dataset is not None else streaming.load(cfg)
+    except (NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError) as e:  # data_dir, the path
+        raise faults.InputError(f"{where}: {faults.one_line(e)}") from None
+    faults.check_labels(data.y_train, data.y_test, data.num_classes, where)
     is_streaming = isinstance(data, streaming.StreamingData)
     if is_streaming:
         streaming.check_transforms(cfg)
     data, truth = transformed(cfg, data)
+    probe = model is None  # a model of our own: check that it takes the data's inputs (a user's may count calls)
     if model is None:
         model = build_model(cfg.model, data.sample_shape, data.num_classes)
     model = model.to(device)
     cuda = device.type == "cuda"
     if cuda and cfg.channels_last and data.is_image:
         model = model.to(memory_format=torch.channels_last)
+    if probe:
+        faults.check_input_size(model, data.sample_shape, cfg.model, where, device)
     eval_batch_size = cfg.eval_batch_size or (128 if device.type == "cpu" else 1024)
     # compiled graphs only ever see these batch sizes; each pass's remainder batch runs eagerly
     step_model = FixedShapeCompiled(model, (cfg.batch_size, eval_batch_size)) if cfg.compile else model

@@ -16,7 +16,8 @@ from typing import Any
 from ...training.config import RUN_CONTROL_FIELDS, Config
 
 #: Files of an earlier attempt, removed before a run starts over.
-STALE_FILES = ("metrics.json", "history.csv", "checkpoint.pt", "sweep_run.json", "config.json")
+STALE_FILES = ("metrics.json", "history.csv", "checkpoint.pt", "groups.csv", "groups_summary.csv", "sweep_run.json",
+               "config.json")
 
 
 def read_json(path: Path) -> dict:
