@@ -1,5 +1,7 @@
 """Matching the peers to a budget on real (tiny) runs: the runner's cache, calibration, the matched runs."""
 
+import json
+
 import pytest
 
 from ies import Config
@@ -34,9 +36,12 @@ def test_runner_reuses_a_finished_run_and_only_that(tmp_path, data):
         b["history"]["backprop_samples"].tolist()
     runner(cfg.replace(prune_ratio=0.25))
     assert runner.trained == 2
-    (runner.folder(cfg) / "done.json").unlink()  # as if interrupted: trained again
-    runner(cfg)
-    assert runner.trained == 3
+    metrics = runner.folder(cfg) / "metrics.json"  # as if interrupted after epoch 1: trained again (resumed)
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "epochs_completed": 1}))
+    c = runner(cfg)
+    assert runner.trained == 3 and c["history"]["backprop_samples"].tolist() == a["history"]["backprop_samples"].tolist()
+    Runner(tmp_path, dataset=data, rerun=True)(cfg)  # rerun: trained anew, the same numbers
+    assert json.loads(metrics.read_text())["compute_saving"] == a["compute_saving"]
 
 
 def test_match_then_run_reuses_the_pilot_of_the_first_seed(tmp_path, data):

@@ -378,6 +378,24 @@ def test_notebook_04_runs_in_the_smoke_profile_and_reports_what_it_ran(tmp_path)
     assert (out / "pareto.png").exists() and (out / "mastered_fraction.png").exists()
 
 
+def test_in_process_runs_equal_process_runs_and_block_a_failed_reference(tmp_path):
+    points = [{"threshold": 0.0}, {}]
+    here = run_sweep(TINY, None, points, output=tmp_path / "here", jobs=1, progress=False, in_process=True,
+                     random_control=True)
+    there = run_sweep(TINY, None, points, output=tmp_path / "there", jobs=1, progress=False, random_control=True)
+    assert set(here["status"]) == {"done"} and len(here) == 3  # the baseline, IES and IES's random control
+    cols = ["run_id", "test_accuracy", "backprop_saving", "compute_saving"]
+    pd.testing.assert_frame_equal(here[cols], there[cols])
+    again = run_sweep(TINY, None, points, output=tmp_path / "here", jobs=1, progress=False, in_process=True,
+                      random_control=True)
+    assert set(again["status"]) == {"cached"}
+    bad = run_sweep(TINY, None, [{"dataset": str(tmp_path / "missing.npz")}], output=tmp_path / "bad", jobs=1,
+                    progress=False, in_process=True, random_control=True)
+    assert sorted(bad["status"]) == ["blocked", "failed"]
+    with pytest.raises(ValueError, match="jobs must be 1"):
+        run_sweep(TINY, None, points, output=tmp_path / "x", jobs=2, in_process=True)
+
+
 def test_runs_start_in_a_fresh_interpreter_where_they_cannot_be_forked(tmp_path, monkeypatch):
     from ies.experiments.sweep import pool
 

@@ -14,7 +14,6 @@ weights, see the same data order and, with a data transform, the same transforme
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,9 @@ from typing import Any
 import pandas as pd
 
 from ..training.config import Config
-from ..training.loop import train
 from . import stats
-from .group_report import GroupReport
-from .sweep import cache, run_id, run_sweep
-from .sweep.analysis import Outcome, results_table
+from .sweep import run_id, run_sweep
 from .sweep.cache import read_json
-from .sweep.plan import plan
 
 Setting = tuple[str, dict[str, Any]]  # (section, overrides of the base configuration)
 
@@ -85,34 +80,9 @@ def points(table: Mapping[str, Setting], seeds: Sequence[int]) -> tuple[list[dic
 def run_settings(base: Config, points: list[dict[str, Any]], output: str | Path, *, jobs: int = 1,
                  rerun: bool = False) -> pd.DataFrame:
     """Run the sweep ``points`` over ``base`` into ``output`` and return the results table of
-    :func:`ies.experiments.sweep.run_sweep` (the same folders, files and cache rules).
-
-    ``jobs > 1``: :func:`ies.experiments.sweep.run_sweep` with that many processes. ``jobs = 1``: every run in this
-    process, one after the other: no process start-up per run (a few seconds each on a laptop, far more on
-    a busy machine), which on one or two CPU cores is the faster way for many short runs."""
-    if jobs > 1:
-        return run_sweep(base, points=points, output=output, jobs=jobs, rerun=rerun, progress=False)
-    out = Path(output).expanduser().resolve()
-    runs = plan(base, None, points, output=out)
-    out.mkdir(parents=True, exist_ok=True)
-    outcomes: dict[str, Outcome] = {}
-    for r in runs:  # references come first
-        if r.config is None:
-            outcomes[r.run_id] = Outcome("invalid", r.error)
-        elif r.depends_on and outcomes[r.depends_on].status not in ("done", "cached"):
-            outcomes[r.run_id] = Outcome("blocked", f"its reference {r.depends_on} has no results")
-        elif not rerun and cache.finished(r.config):
-            outcomes[r.run_id] = Outcome("cached")
-        else:
-            t0 = time.perf_counter()
-            try:
-                train(cache.prepare(r.config), observers=[GroupReport()])
-                outcomes[r.run_id] = Outcome("done", seconds=time.perf_counter() - t0)
-            except (ValueError, RuntimeError, FloatingPointError, OSError) as e:
-                outcomes[r.run_id] = Outcome("failed", f"{type(e).__name__}: {e}", time.perf_counter() - t0)
-    table = results_table(runs, outcomes)
-    table.to_csv(out / "results.csv", index=False)
-    return table
+    :func:`ies.experiments.sweep.run_sweep`: with ``jobs > 1`` that many processes, with ``jobs = 1`` every run
+    in this process (``in_process``), which on one or two CPU cores is the faster way for many short runs."""
+    return run_sweep(base, points=points, output=output, jobs=jobs, rerun=rerun, progress=False, in_process=jobs == 1)
 
 
 def run_table(results: pd.DataFrame, output: str | Path, label_of: Mapping[str, str],

@@ -10,8 +10,6 @@ Notebook 07 is a thin layer over these two functions and :mod:`ies.experiments.p
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..training.config import Config
-from ..training.loop import train
 from .budget import Calibration, calibrate, saving_for_speedup
-from .group_report import GroupReport
+from .sweep import cache
+from .sweep.pool import run_here
 
 
 @dataclass(frozen=True)
@@ -65,9 +63,10 @@ def method_config(base: Config, method: str, knob: float | None = None, seed: in
 class Runner:
     """Trains configurations in this process into ``out/<name>``, reusing finished runs.
 
-    ``runner(cfg)`` returns the run's ``metrics.json`` dict plus ``history`` (its DataFrame). A run is
-    finished when its folder holds ``done.json`` with the same configuration (written after the run
-    returns, so a run interrupted half-way is trained again)."""
+    ``runner(cfg)`` returns the run's ``metrics.json`` dict plus ``history`` (its DataFrame). The cache is
+    the sweep's (:mod:`ies.experiments.sweep.cache`): a run is finished when its ``metrics.json`` holds every
+    epoch of the same configuration; an interrupted one resumes from its checkpoint (``rerun``: every run
+    trains anew)."""
 
     def __init__(self, out: str | Path, dataset=None, rerun: bool = False) -> None:
         self.out, self.dataset, self.rerun = Path(out), dataset, rerun
@@ -82,16 +81,12 @@ class Runner:
 
     def __call__(self, cfg: Config) -> dict:
         folder = self.folder(cfg)
-        cfg = cfg.replace(output=str(folder), progress=False, resume=False, overwrite=True)  # not done: anew
-        done = folder / "done.json"
-        if not self.rerun and done.exists() and json.loads(done.read_text()).get("config") == cfg.to_dict():
+        cfg = cfg.replace(output=str(folder), progress=False, resume=False)
+        if not self.rerun and cache.finished(cfg):
             self.reused += 1
-            metrics = json.loads((folder / "metrics.json").read_text())
-            return {**metrics, "history": pd.read_csv(folder / "history.csv")}
-        t0 = time.perf_counter()
-        result = train(cfg, dataset=self.dataset, observers=[GroupReport()])
+            return {**cache.read_json(folder / "metrics.json"), "history": pd.read_csv(folder / "history.csv")}
+        result = run_here(cfg, dataset=self.dataset, fresh=self.rerun)
         self.trained += 1
-        done.write_text(json.dumps({"config": cfg.to_dict(), "seconds": time.perf_counter() - t0}))
         return {**result.metrics, "history": result.history}
 
 

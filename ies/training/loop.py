@@ -235,7 +235,7 @@ def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, o
                      run.model, tracker, truth=run.truth)
 
 
-def resumable(cfg: Config) -> dict:
+def checkpoint_key(cfg: Config) -> dict:
     """The fields that must match for a checkpoint to be resumed (all but the run-control ones)."""
     return {k: v for k, v in cfg.to_dict().items() if k not in RUN_CONTROL_FIELDS}
 
@@ -248,7 +248,7 @@ def _save(run: Run, folder: RunFolder | None, rows: list[dict], observers: list[
     if folder is None:
         return
     ckpt.save(folder.checkpoint, {
-        "config": resumable(run.cfg), "model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
+        "config": checkpoint_key(run.cfg), "model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
         "scheduler": run.sched.state_dict(), "selector": run.selector.state_dict(),
         "rng": rng[0], "history": rows,
         "observers": {obs.key: obs.state_dict() for obs in observers if obs.key},
@@ -262,7 +262,7 @@ def _resume(run: Run, folder: RunFolder, ddp: Distributed | None = None) -> dict
     """Load ``folder``'s checkpoint into ``run`` (this rank's random state, under ``ddp``); returns it
     (history, matrices, elapsed time)."""
     state = ckpt.load(folder.checkpoint, map_location=run.device)
-    if state["config"] != resumable(run.cfg):
+    if state["config"] != checkpoint_key(run.cfg):
         raise ValueError("resume: the checkpoint was written by a different configuration")
     rng = ddp_.checkpoint_rng(state, ddp)  # the world size first
     run.model.load_state_dict(state["model"])

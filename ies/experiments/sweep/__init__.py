@@ -38,11 +38,11 @@ from ...training.config import RUN_CONTROL_FIELDS
 from .analysis import METRIC_COLUMNS, OK, aggregate, load_histories, paired_difference, paired_interval
 from .claims import PAPER, paper_claims
 from .cli import build_parser, main
-from .plan import Run, expand, format_value, plan, run_id, setting_id
+from .plan import PlannedRun, expand, format_value, plan, run_id, setting_id
 from .pool import run_sweep, worker_command
 
 __all__ = [
-    "METRIC_COLUMNS", "OK", "PAPER", "RUN_CONTROL_FIELDS", "Run", "aggregate", "build_parser", "expand",
+    "METRIC_COLUMNS", "OK", "PAPER", "RUN_CONTROL_FIELDS", "PlannedRun", "aggregate", "build_parser", "expand",
     "format_value", "load_histories", "main", "paired_difference", "paired_interval", "paper_claims", "plan",
     "run_id", "run_sweep", "setting_id", "worker_command",
 ]

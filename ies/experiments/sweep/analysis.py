@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import stats
 from .cache import read_json
-from .plan import Run, field_order
+from .plan import PlannedRun, field_order
 
 #: Columns of the results table after the override columns.
 METRIC_COLUMNS = ("test_accuracy", "best_test_accuracy", "backprop_saving", "compute_saving", "flop_ideal_speedup",
@@ -35,7 +35,7 @@ class Outcome:
     returncode: int | None = None
 
 
-def results_table(runs: list[Run], outcomes: Mapping[str, Outcome]) -> pd.DataFrame:
+def results_table(runs: list[PlannedRun], outcomes: Mapping[str, Outcome]) -> pd.DataFrame:
     """One row per run: ``run_id``, ``setting``, ``status``, the override columns (in ``Config`` field
     order), :data:`METRIC_COLUMNS` (NaN without results), ``depends_on`` and ``error``."""
     keys: list[str] = []

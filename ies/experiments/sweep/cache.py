@@ -73,12 +73,12 @@ def resumable(cfg: Config) -> bool:
             and same_config(metrics.get("config"), cfg))
 
 
-def prepare(cfg: Config) -> Config:
-    """Make ``cfg.output`` ready for a run: resume an interrupted run of the same configuration,
-    otherwise remove what an earlier attempt left. Returns the configuration to train."""
+def prepare(cfg: Config, fresh: bool = False) -> Config:
+    """Make ``cfg.output`` ready for a run: resume an interrupted run of the same configuration (unless
+    ``fresh``), otherwise remove what an earlier attempt left. Returns the configuration to train."""
     folder = Path(cfg.output)
     folder.mkdir(parents=True, exist_ok=True)
-    if resumable(cfg):
+    if not fresh and resumable(cfg):
         return cfg.replace(resume=True, progress=False)
     for name in STALE_FILES:
         (folder / name).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from ...training.config import Config, cast
 #: Fields the sweep sets itself: they cannot be grid axes or point overrides.
 SWEEP_FIELDS = ("output", "resume")
 
-RandomControl = bool | Iterable[str | Mapping[str, Any]] | Callable[["Run"], bool]
+RandomControl = bool | Iterable[str | Mapping[str, Any]] | Callable[["PlannedRun"], bool]
 
 
 def _fields() -> dict[str, dataclasses.Field]:
@@ -31,7 +31,7 @@ def _fields() -> dict[str, dataclasses.Field]:
 
 
 @dataclasses.dataclass
-class Run:
+class PlannedRun:
     """One planned run of a sweep.
 
     Attributes:
@@ -122,7 +122,7 @@ def expand(grid: Mapping[str, Iterable[Any]] | None = None,
 
 def plan(base: Config | None, grid: Mapping[str, Iterable[Any]] | None = None,
          points: Iterable[Mapping[str, Any]] | None = None, *, output: str | os.PathLike = "runs/sweep",
-         random_control: RandomControl = False) -> list[Run]:
+         random_control: RandomControl = False) -> list[PlannedRun]:
     """The runs of a sweep: references first, then the random controls that depend on them.
 
     A grid axis that is not a ``Config`` field raises ``ValueError`` (every run would be invalid);
@@ -151,7 +151,7 @@ def plan(base: Config | None, grid: Mapping[str, Iterable[Any]] | None = None,
     return [r for r in runs if r.depends_on is None] + [r for r in runs if r.depends_on is not None]
 
 
-def _resolve_budget(r: Run, out: Path, ids: set[str], by_path: Mapping[str, str]) -> None:
+def _resolve_budget(r: PlannedRun, out: Path, ids: set[str], by_path: Mapping[str, str]) -> None:
     """Point ``r.config`` at its output folder and its ``random_budget`` at a real path;
     set ``r.depends_on`` when the budget is another run of this sweep."""
     budget = r.config.random_budget
@@ -170,7 +170,7 @@ def _resolve_budget(r: Run, out: Path, ids: set[str], by_path: Mapping[str, str]
     r.config = r.config.replace(output=str(out / r.run_id), random_budget=budget)
 
 
-def _make_run(base: Config, overrides: Mapping[str, Any]) -> Run:
+def _make_run(base: Config, overrides: Mapping[str, Any]) -> PlannedRun:
     overrides = dict(overrides)
     try:
         check_keys(overrides, "point")
@@ -178,7 +178,7 @@ def _make_run(base: Config, overrides: Mapping[str, Any]) -> Run:
         config, error = base.replace(**overrides), ""
     except ValueError as e:
         config, error = None, str(e)
-    return Run(run_id(overrides), run_id(overrides, drop=("seed",)), overrides, config, error)
+    return PlannedRun(run_id(overrides), run_id(overrides, drop=("seed",)), overrides, config, error)
 
 
 def _normalize(overrides: Mapping[str, Any], strict: bool = False) -> dict[str, Any]:
@@ -195,7 +195,7 @@ def _normalize(overrides: Mapping[str, Any], strict: bool = False) -> dict[str, 
     return out
 
 
-def _wants_twin(run: Run, which: RandomControl) -> bool:
+def _wants_twin(run: PlannedRun, which: RandomControl) -> bool:
     cfg = run.config
     if cfg is None or cfg.selector != "ies" or cfg.threshold == 0:
         return False
@@ -207,7 +207,7 @@ def _wants_twin(run: Run, which: RandomControl) -> bool:
     return run.setting in wanted
 
 
-def _unique_ids(runs: list[Run]) -> list[Run]:
+def _unique_ids(runs: list[PlannedRun]) -> list[PlannedRun]:
     """Runs whose ids collide (different overrides, same readable id) get a hash suffix."""
     counts: dict[str, int] = {}
     for r in runs:

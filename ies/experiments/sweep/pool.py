@@ -26,9 +26,11 @@ from tqdm.auto import tqdm
 
 from ...training.checkpoint import write_json
 from ...training.config import Config
+from ...training.loop import RunResult, train
+from ..group_report import GroupReport
 from . import cache
 from .analysis import OK, Outcome, results_table
-from .plan import RandomControl, Run, plan
+from .plan import PlannedRun, RandomControl, plan
 
 #: The module a run's process executes, with the run's ``config.json`` as its one argument.
 WORKER = "ies.experiments.sweep.worker"
@@ -63,6 +65,7 @@ def run_sweep(
     timeout: float | None = None,
     progress: bool = True,
     python: str = sys.executable,
+    in_process: bool = False,
 ) -> pd.DataFrame:
     """Run a sweep and return its results table (also written to ``output/results.csv``).
 
@@ -79,6 +82,10 @@ def run_sweep(
         timeout: seconds after which a run is killed and counted as failed (``None``: no limit).
         progress: a progress bar over the runs, and a line per failed run.
         python: the interpreter that runs the worker.
+        in_process: train every run in this process, one after the other (:func:`run_here`; ``jobs`` must be
+            1): no process start-up per run (a few seconds each on a laptop, far more on a busy machine),
+            which on one or two CPU cores is the faster way for many short runs; a failing run is recorded,
+            but a crash takes the sweep down.
 
     Returns:
         One row per run: ``run_id``, ``setting``, ``status`` (``done``: ran now; ``cached``: finished
@@ -91,6 +98,8 @@ def run_sweep(
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if in_process and jobs != 1:
+        raise ValueError(f"in_process runs one run at a time: jobs must be 1, got {jobs}")
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds or None, got {timeout}")
     out = Path(output).expanduser().resolve()
@@ -101,22 +110,25 @@ def run_sweep(
     with tqdm(total=len(runs), desc="sweep", unit="run", disable=not progress) as bar:
         bar.update(len(runs) - len(todo))
 
-        def report(r: Run) -> None:
+        def report(r: PlannedRun) -> None:
             bar.update()
             if progress and outcomes[r.run_id].status not in OK:
                 tqdm.write(f"[sweep] {r.run_id} {outcomes[r.run_id].status}: {outcomes[r.run_id].error}")
 
-        _execute(todo, outcomes, jobs=jobs, python=python, env=env, timeout=timeout, report=report)
+        if in_process:
+            _execute_here(todo, outcomes, report)
+        else:
+            _execute(todo, outcomes, jobs=jobs, python=python, env=env, timeout=timeout, report=report)
     table = results_table(runs, outcomes)
     table.to_csv(out / "results.csv", index=False)
     return table
 
 
-def _triage(runs: list[Run], rerun: bool) -> tuple[dict[str, Outcome], list[Run]]:
+def _triage(runs: list[PlannedRun], rerun: bool) -> tuple[dict[str, Outcome], list[PlannedRun]]:
     """Outcomes known without running (invalid, cached) and the runs still to run, in plan order.
     A random control runs again whenever its reference does (its budget may change)."""
     outcomes: dict[str, Outcome] = {}
-    todo: list[Run] = []
+    todo: list[PlannedRun] = []
     fresh: set[str] = set()
     for r in runs:
         if r.config is None:
@@ -141,16 +153,41 @@ def _environment(threads: int | None, jobs: int) -> dict[str, str]:
     return env
 
 
-def _execute(todo: list[Run], outcomes: dict[str, Outcome], *, jobs: int, python: str, env: dict[str, str],
-             timeout: float | None, report: Callable[[Run], None]) -> None:
+def run_here(cfg: Config, dataset=None, fresh: bool = False) -> RunResult:
+    """Train ``cfg`` in this process into its folder ``cfg.output`` with the sweep's cache rules
+    (:func:`ies.experiments.sweep.cache.prepare`: an interrupted run of the same configuration resumes,
+    unless ``fresh``) and the per-group report; ``dataset``: in-memory data instead of ``cfg.dataset``.
+    The one way the experiments train a run in process (the sweep's worker does the same in its own)."""
+    return train(cache.prepare(cfg, fresh=fresh), dataset=dataset, observers=[GroupReport()])
+
+
+def _execute_here(todo: list[PlannedRun], outcomes: dict[str, Outcome], report: Callable[[PlannedRun], None]) -> None:
+    """Run ``todo`` in plan order in this process (a reference before its controls); fills ``outcomes``."""
+    for r in todo:
+        ref = outcomes.get(r.depends_on) if r.depends_on else None
+        if r.depends_on and (ref is None or ref.status not in OK):
+            status = ref.status if ref is not None else "has no outcome"
+            outcomes[r.run_id] = Outcome("blocked", f"its reference run {r.depends_on!r} {status}")
+        else:
+            t0 = time.perf_counter()
+            try:
+                run_here(r.config)
+                outcomes[r.run_id] = Outcome("done", seconds=time.perf_counter() - t0)
+            except (ValueError, RuntimeError, FloatingPointError, OSError) as e:
+                outcomes[r.run_id] = Outcome("failed", f"{type(e).__name__}: {e}", time.perf_counter() - t0)
+        report(r)
+
+
+def _execute(todo: list[PlannedRun], outcomes: dict[str, Outcome], *, jobs: int, python: str, env: dict[str, str],
+             timeout: float | None, report: Callable[[PlannedRun], None]) -> None:
     """Run ``todo`` in a pool of ``jobs`` threads, each waiting on one process; a random control
     starts when its reference has an outcome. Fills ``outcomes``; ``report(run)`` after each."""
     processes = _Processes()
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="sweep")
-    futures: dict[Future, Run] = {}
-    controls: dict[str, list[Run]] = {}  # reference id -> its controls, waiting for it
+    futures: dict[Future, PlannedRun] = {}
+    controls: dict[str, list[PlannedRun]] = {}  # reference id -> its controls, waiting for it
 
-    def start(r: Run) -> None:
+    def start(r: PlannedRun) -> None:
         ref = outcomes.get(r.depends_on) if r.depends_on else None
         if ref is not None and ref.status not in OK:
             outcomes[r.run_id] = Outcome("blocked", f"its reference run {r.depends_on!r} {ref.status}")
@@ -181,7 +218,8 @@ def _execute(todo: list[Run], outcomes: dict[str, Outcome], *, jobs: int, python
         pool.shutdown(wait=True)
 
 
-def _run_one(run: Run, python: str, env: dict[str, str], timeout: float | None, processes: _Processes) -> Outcome:
+def _run_one(run: PlannedRun, python: str, env: dict[str, str], timeout: float | None,
+             processes: _Processes) -> Outcome:
     """Train one run in its own process: its configuration written to ``config.json`` in its folder
     (atomically), its output to ``stdout.log`` / ``stderr.log``, its outcome to ``sweep_run.json``."""
     cfg = cache.prepare(run.config)
