@@ -253,7 +253,7 @@ def image_folder(root: str | os.PathLike, train: bool = True, image_size: int = 
         data = IndexedDataset(image_folder("imagenet/train"))
         active = DataLoader(data, batch_size=256, sampler=ActiveSampler(tracker, seed=0),
                             num_workers=8, pin_memory=True, persistent_workers=True)
-        mastered = DataLoader(data, batch_size=1024, sampler=ActiveSampler(tracker, mastered=True),
+        mastered = DataLoader(data, batch_size=1024, sampler=ActiveSampler(tracker, "mastered"),
                               num_workers=8, pin_memory=True)
 
     (see ``ies.method.generic`` and, for several GPUs, ``ies.method.distributed``).
