@@ -1,6 +1,6 @@
 """The method: the mastery rule and the tracker that applies it, needing only torch.
 
-A reading path through IES, in this order (about 650 lines):
+A reading path through IES, in this order (about 690 lines, the tracker read whole):
 
 1. :mod:`ies.method.criteria` - the rule on ``(N, T)`` loss histories: the order-N backward difference and
    both mastery rules (the paper's and the authors' code's), for every sample at once;
