@@ -110,4 +110,4 @@ def test_setup_cell_installs_the_wheel_in_a_clean_environment_and_notebook_01_ru
                          capture_output=True, text=True, cwd=work, env=env, timeout=300)
     assert ran.returncode == 0, (ran.stdout + ran.stderr)[-3000:]
     metrics = json.loads((run_dir / "01_finite_differences" / "metrics.json").read_text())
-    assert metrics and all(metrics.get("exercises", {}).values())
+    assert metrics.get("exercises") and all(metrics["exercises"].values()), metrics

@@ -256,7 +256,7 @@ def test_student_copy_of_a_course_notebook_runs(path, tmp_path):
     assert removed == sum(course.is_solution(c) for c in nb.cells)
     copy = nbformat.read(tmp_path / "notebooks" / path.name, as_version=4)
     assert not any(course.is_solution(c) for c in copy.cells)
-    if not any(course.is_solution(c) and c.cell_type == "code" for c in nb.cells):
+    if not any((course.is_solution(c) or course.is_exercise(c)) and c.cell_type == "code" for c in nb.cells):
         answers = [c for c in copy.cells if c.metadata.get("tags") == ["answer"]]
         assert all(c.cell_type == "markdown" for c in answers)
         assert [c.source for c in copy.cells if c.cell_type == "code"] == [
@@ -265,6 +265,8 @@ def test_student_copy_of_a_course_notebook_runs(path, tmp_path):
     result = run_notebook(tmp_path / "notebooks" / path.name, tmp_path / "run", {"PROFILE": "smoke"}, cwd=ROOT,
                           progress=False)
     assert result.status == "ok", f"{path.name} without its solutions: {result.error}"
+    # the blanks of the YOUR-CODE cells: every check ran and said "not yet"
+    assert result.metrics.get("exercises") and not any(result.metrics["exercises"].values()), result.metrics
 
 
 # ---------------------------------------------------------------------- the run as HTML

@@ -28,6 +28,10 @@ REVISION = ""
 BRANCH = "main"
 #: The tag of the cells that :func:`student_copy` removes.
 SOLUTION_TAG = "solution"
+#: The tag of the YOUR-CODE cells: :func:`student_copy` keeps them, their solution blanked (:func:`blank_solution`).
+EXERCISE_TAG = "exercise"
+#: What the student copy leaves in place of a solution (``...`` is a valid expression and statement).
+YOUR_CODE = "...  # YOUR CODE HERE"
 #: Packages of the Jupyter kernel stack: the setup cell must never install (or upgrade) one in a live
 #: Colab runtime, and neither may the package's own dependencies.
 KERNEL_PACKAGES = ("jupyterlab", "jupyter", "notebook", "ipykernel", "ipython", "ipywidgets", "jupyter_client",
@@ -200,10 +204,49 @@ def answer_cell(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return cell
 
 
+def is_exercise(cell: nbformat.NotebookNode) -> bool:
+    return EXERCISE_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def blank_solution(source: str) -> str:
+    """``source`` of a YOUR-CODE cell with its solution blanked, the markers of otter-grader's format:
+    the lines from ``# BEGIN SOLUTION`` to ``# END SOLUTION`` become one ``...  # YOUR CODE HERE`` at the
+    marker's indentation; a line ``NAME = expression  # SOLUTION`` becomes ``NAME = ...  # YOUR CODE HERE``.
+    Raises ``ValueError`` for an unclosed block or a cell without any marker."""
+    out, inside, found = [], False, False
+    for line in source.split("\n"):
+        stripped = line.strip()
+        indent = line[: len(line) - len(line.lstrip())]
+        if stripped == "# BEGIN SOLUTION":
+            if inside:
+                raise ValueError("nested # BEGIN SOLUTION")
+            inside, found = True, True
+            out.append(indent + YOUR_CODE)
+        elif stripped == "# END SOLUTION":
+            if not inside:
+                raise ValueError("# END SOLUTION without # BEGIN SOLUTION")
+            inside = False
+        elif inside:
+            continue
+        elif stripped.endswith("# SOLUTION") and "=" in stripped:
+            found = True
+            target = line.split("=", 1)[0].rstrip()
+            out.append(f"{target} = {YOUR_CODE}")
+        else:
+            out.append(line)
+    if inside:
+        raise ValueError("# BEGIN SOLUTION without # END SOLUTION")
+    if not found:
+        raise ValueError("an exercise cell without a # BEGIN SOLUTION block or a '# SOLUTION' line")
+    return "\n".join(out)
+
+
 def student_copy(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
     """``(copy, removed)``: ``nb`` without its cells tagged ``solution``, every output and execution
     count cleared. Each run of removed cells leaves one cell tagged ``answer`` for the student's
-    answer, of the type of the run's first cell (code: ``# your answer here``, Markdown: *Your answers:*)."""
+    answer, of the type of the run's first cell (code: ``# your answer here``, Markdown: *Your answers:*).
+    Cells tagged ``exercise`` stay, their solution blanked by :func:`blank_solution` (the checks after them
+    then fail, saying what to write)."""
     out = nbformat.from_dict(nb)
     cells, removed = [], 0
     for cell in out.cells:
@@ -214,6 +257,8 @@ def student_copy(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]
             continue
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+            if is_exercise(cell):
+                cell.source = blank_solution(cell.source)
         cells.append(cell)
     out.cells = cells
     return out, removed
