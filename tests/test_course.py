@@ -51,7 +51,7 @@ def test_setup_cell_is_the_one_cell(path):
     assert "parameters" not in cell.metadata.get("tags", [])
 
 
-def test_setup_cell_installs_only_the_package(pyproject):
+def test_setup_cell_installs_only_what_the_project_owns():
     tree = ast.parse(course.SETUP_CELL)  # plain Python: no %pip magic
     words = set(re.findall(r"[\w-]+", ast.unparse(tree).lower()))  # the code, without its comments
     assert not words & KERNEL, f"the setup cell names {words & KERNEL}"
@@ -59,8 +59,38 @@ def test_setup_cell_installs_only_the_package(pyproject):
     assert len(runs) == 1
     assert ast.unparse(runs[0].args[0]) == "[sys.executable, '-m', 'pip', 'install', '--quiet', source]"
     defaults = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "os.environ.get"]
-    assert [ast.literal_eval(a) for a in defaults[0].args] == ["IES_SOURCE", pyproject["project"]["name"]]
-    assert course.DISTRIBUTION == pyproject["project"]["name"]
+    name, default = (ast.literal_eval(a) for a in defaults[0].args)
+    assert name == "IES_SOURCE"
+    # the default is the project's own repository at a pinned revision, or nothing (then the cell stops)
+    assert default == course.default_source()
+    assert default == "" or re.fullmatch(rf"git\+https://github\.com/{re.escape(course.REPOSITORY)}@[\w.+-]+", default)
+
+
+def test_default_source_is_pinned_or_empty():
+    assert course.default_source("me/fork", "") == ""
+    assert course.default_source("me/fork", "v0.2.0") == "git+https://github.com/me/fork@v0.2.0"
+    assert course.default_source("me/fork", "0123abcd") == "git+https://github.com/me/fork@0123abcd"
+    with pytest.raises(ValueError, match="owner/name"):
+        course.default_source("instance-early-stopping", "v1")
+    with pytest.raises(ValueError, match="tag or a commit"):
+        course.default_source("me/fork", "main; rm -rf /")
+
+
+@by_name
+def test_no_notebook_installs_a_name_the_project_does_not_own(path):
+    """Only the setup cell may install, and only from ``IES_SOURCE`` or the pinned repository."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells[1:]:
+        if cell.cell_type == "code" and cell is not course.setup_cell(nb):
+            assert not re.search(r"pip\s+install|subprocess|%pip|!pip", cell.source), f"{path.name}: {cell.source[:80]}"
+
+
+@by_name
+def test_first_cell_has_the_badge_the_glossary_and_the_references(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].source.split("\n")[1] == course.header_line(path.name), (
+        f"regenerate: python -c \"from ies.course.colab import write_header; write_header('{path.as_posix()}')\"")
+    assert course.colab_url(path.name) in nb.cells[0].source and course.glossary_url() in nb.cells[0].source
 
 
 def test_core_dependencies_hold_no_kernel_package_and_dev_pulls_the_course_extra(pyproject):
@@ -73,9 +103,15 @@ def test_core_dependencies_hold_no_kernel_package_and_dev_pulls_the_course_extra
     assert f"{pyproject['project']['name']}[course]" in extras["dev"]
 
 
-def run_setup_cell(monkeypatch, *, colab: bool, ies_found: bool, source: str | None = None) -> list:
+def run_setup_cell(monkeypatch, *, colab: bool, ies_found: bool, source: str | None = None,
+                   returncode: int = 0) -> list:
     calls = []
-    monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append((cmd, check)))
+
+    def fake_run(cmd):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, returncode)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: (real_find_spec(name, *a) if ies_found else None) if name == "ies"
@@ -96,9 +132,23 @@ def test_setup_cell_installs_on_colab_only_when_ies_is_missing(monkeypatch):
     assert run_setup_cell(monkeypatch, colab=True, ies_found=True) == []  # papermill runs, a local install
     assert run_setup_cell(monkeypatch, colab=False, ies_found=False) == []  # not Colab: never installs
     pip = [sys.executable, "-m", "pip", "install", "--quiet"]
-    assert run_setup_cell(monkeypatch, colab=True, ies_found=False) == [(pip + ["instance-early-stopping"], True)]
-    url = "git+https://github.com/someone/fork"
-    assert run_setup_cell(monkeypatch, colab=True, ies_found=False, source=url) == [(pip + [url], True)]
+    url = "git+https://github.com/someone/fork@v1"
+    assert run_setup_cell(monkeypatch, colab=True, ies_found=False, source=url) == [pip + [url]]
+
+
+def test_setup_cell_without_a_source_stops_with_one_line_naming_ies_source(monkeypatch):
+    if course.default_source():
+        pytest.skip(f"a release is pinned ({course.REVISION}): the default installs it")
+    with pytest.raises(SystemExit) as stop:
+        run_setup_cell(monkeypatch, colab=True, ies_found=False)
+    assert "IES_SOURCE" in str(stop.value) and "\n" not in str(stop.value)
+
+
+def test_setup_cell_stops_with_one_line_when_pip_fails(monkeypatch):
+    with pytest.raises(SystemExit) as stop:
+        run_setup_cell(monkeypatch, colab=True, ies_found=False, source="./no-such.whl", returncode=1)
+    assert str(stop.value) == ("pip could not install './no-such.whl': "
+                               "set os.environ['IES_SOURCE'] to a source it can install")
 
 
 def test_write_setup_cell_keeps_the_id(tmp_path):
@@ -206,7 +256,7 @@ def test_student_copy_of_a_course_notebook_runs(path, tmp_path):
     assert removed == sum(course.is_solution(c) for c in nb.cells)
     copy = nbformat.read(tmp_path / "notebooks" / path.name, as_version=4)
     assert not any(course.is_solution(c) for c in copy.cells)
-    if not any(course.is_solution(c) and c.cell_type == "code" for c in nb.cells):
+    if not any((course.is_solution(c) or course.is_exercise(c)) and c.cell_type == "code" for c in nb.cells):
         answers = [c for c in copy.cells if c.metadata.get("tags") == ["answer"]]
         assert all(c.cell_type == "markdown" for c in answers)
         assert [c.source for c in copy.cells if c.cell_type == "code"] == [
@@ -215,6 +265,8 @@ def test_student_copy_of_a_course_notebook_runs(path, tmp_path):
     result = run_notebook(tmp_path / "notebooks" / path.name, tmp_path / "run", {"PROFILE": "smoke"}, cwd=ROOT,
                           progress=False)
     assert result.status == "ok", f"{path.name} without its solutions: {result.error}"
+    # the blanks of the YOUR-CODE cells: every check ran and said "not yet"
+    assert result.metrics.get("exercises") and not any(result.metrics["exercises"].values()), result.metrics
 
 
 # ---------------------------------------------------------------------- the run as HTML

@@ -106,6 +106,8 @@ def test_smoke_run_writes_metrics(path, tmp_path):
     metrics = json.loads((tmp_path / path.stem / "metrics.json").read_text())
     assert isinstance(metrics, dict) and metrics
     assert (tmp_path / f"{path.stem}.ipynb").exists()
+    # every YOUR-CODE check ran on the solution, on this run's data where it takes some, and passed
+    assert metrics.get("exercises") and all(metrics["exercises"].values()), metrics.get("exercises")
 
 
 def test_training_notebook_resumes_from_its_checkpoints(tmp_path):

@@ -91,3 +91,34 @@ def test_plot_paired_labels_both_axes_in_the_method_colours():
     dots = [to_hex(c.get_facecolor()[0]) for c in ax.collections if c.get_offsets().shape[0] == 2]
     assert dots == [METHOD_COLORS["baseline"], METHOD_COLORS["ies"], METHOD_COLORS["scratch"]]
     plt.close(fig)
+
+
+def test_method_on_one_page_from_a_real_run(tmp_path):
+    """The hero figure is drawn from a real IES run's loss matrix: the sample it picks, its shaded
+    (excluded) epochs and its re-entries are those of the tracker's decisions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+
+    from ies import Config, train
+    from ies.experiments.plotting import method_on_one_page, save_figure
+    from ies.method.replay import reentries
+
+    run = train(Config(dataset="synthetic", model="mlp", epochs=14, threshold=2e-3, keep_loss_matrix=True,
+                       progress=False, seed=0))
+    mask = run.mastered_matrix
+    fig, info = method_on_one_page(run.loss_matrix, mask, 2e-3)
+    i = info["sample"]
+    assert info["excluded_epochs"] == [t + 2 for t in mask[i].nonzero().flatten().tolist() if t + 2 <= mask.shape[1]]
+    assert len(info["reentry_epochs"]) == int(reentries(mask[:, :-1])[i])
+    if reentries(mask[:, :-1]).max() > 0:
+        assert info["reentry_epochs"], "a run with re-entries shows one"
+    paths = save_figure(fig, tmp_path, "hero")
+    assert (tmp_path / "hero.png").stat().st_size > 0 and paths
+    # a hand-made decision matrix: out in epochs 5-6, back in 7, out again in 9-10
+    losses = torch.rand(3, 10, dtype=torch.float64) + 0.1
+    hand = torch.zeros(3, 10, dtype=torch.bool)
+    hand[1, [3, 4, 7, 8]] = True
+    _, info = method_on_one_page(losses, hand, 1e-3)
+    assert info == {"sample": 1, "excluded_epochs": [5, 6, 9, 10], "reentry_epochs": [7], "threshold": 1e-3}

@@ -2,8 +2,8 @@
 student copies without the solutions, and the executed notebooks rendered as HTML with an index.
 
 Needs the ``course`` extra (nbformat, nbconvert). The settings a maintainer may change live here, once:
-:data:`DISTRIBUTION` (what the setup cell installs by default), :data:`REPOSITORY` and :data:`BRANCH`
-(where the Colab links point).
+:data:`REPOSITORY` and :data:`REVISION` (what the setup cell installs by default, and where the Colab
+badges point).
 """
 
 from __future__ import annotations
@@ -15,37 +15,69 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-#: The distribution the Colab setup cell installs unless ``IES_SOURCE`` names another pip requirement.
-DISTRIBUTION = "instance-early-stopping"
-#: ``owner/name`` of the GitHub repository the "Open in Colab" links open, and its branch.
+#: ``owner/name`` of the project's GitHub repository: what the setup cell installs by default and what the
+#: "Open in Colab" badges open. The setup cell installs only this repository (at :data:`REVISION`) or what
+#: ``IES_SOURCE`` names, never a name on a package index: the distribution name ``instance-early-stopping``
+#: is not published and is not the project's to vouch for.
 REPOSITORY = "ies-course/instance-early-stopping"
+#: The tag or commit of :data:`REPOSITORY` that the setup cell installs and the badges open, set here once
+#: when a release is tagged. Empty while none is: the setup cell then stops with one line naming
+#: ``IES_SOURCE`` instead of installing anything.
+REVISION = ""
+#: The branch the badges open while :data:`REVISION` is empty.
 BRANCH = "main"
 #: The tag of the cells that :func:`student_copy` removes.
 SOLUTION_TAG = "solution"
+#: The tag of the YOUR-CODE cells: :func:`student_copy` keeps them, their solution blanked (:func:`blank_solution`).
+EXERCISE_TAG = "exercise"
+#: What the student copy leaves in place of a solution (``...`` is a valid expression and statement).
+YOUR_CODE = "...  # YOUR CODE HERE"
 #: Packages of the Jupyter kernel stack: the setup cell must never install (or upgrade) one in a live
 #: Colab runtime, and neither may the package's own dependencies.
 KERNEL_PACKAGES = ("jupyterlab", "jupyter", "notebook", "ipykernel", "ipython", "ipywidgets", "jupyter_client",
                    "jupyter-client", "jupyter_core", "jupyter-core", "traitlets", "tornado", "pyzmq",
                    "nbformat", "nbconvert", "papermill")
 
+
+def default_source(repository: str = REPOSITORY, revision: str = REVISION) -> str:
+    """The pip requirement the setup cell installs by default: ``git+https://github.com/OWNER/NAME@REVISION``,
+    or ``""`` while ``revision`` is still unset (the cell then asks for ``IES_SOURCE``)."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repository):
+        raise ValueError(f"repository must be 'owner/name', got {repository!r}")
+    if not revision:
+        return ""
+    if not re.fullmatch(r"[\w.+-]+", revision):
+        raise ValueError(f"revision must be a tag or a commit, got {revision!r}")
+    return f"git+https://github.com/{repository}@{revision}"
+
+
+#: What the setup cell says, in one line, when it has nothing it may install.
+NO_SOURCE = ("ies is not released yet: set os.environ['IES_SOURCE'] to a pip requirement of the course package "
+             "(a wheel, or git+https://github.com/OWNER/REPO@TAG) and run this cell again")
+
 #: The first code cell of every course notebook, byte for byte (the tests check it; write it into a
 #: new notebook with :func:`write_setup_cell`). Plain Python rather than ``%pip``: the cell also
 #: runs outside IPython and can be read by ``ast``; it installs with the kernel's own interpreter as
 #: ``%pip`` would, and only on Colab when ``ies`` is not importable (papermill runs and local
-#: installs skip it).
+#: installs skip it). It stops with one line (``SystemExit``, no traceback) when there is no source or
+#: pip fails, naming ``IES_SOURCE``.
 SETUP_CELL = f'''\
-# Setup, the same cell in every notebook. On Google Colab it installs the course package `ies` and the
-# little Colab lacks (mnist1d); Colab's torch, numpy and Jupyter stay as they are. Elsewhere, or once
-# `ies` imports, it does nothing. Another version: set os.environ["IES_SOURCE"] to a pip requirement
-# (e.g. "git+https://github.com/OWNER/REPO") before running this cell.
+# Setup, the same cell in every notebook. On Google Colab it installs the course package `ies` (the project's
+# repository at a pinned release, or the pip requirement in os.environ["IES_SOURCE"]) and the little Colab
+# lacks (mnist1d); Colab's torch, numpy and Jupyter stay as they are. Elsewhere, or once `ies` imports, it
+# does nothing.
 import importlib.util
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules and importlib.util.find_spec("ies") is None:
-    source = os.environ.get("IES_SOURCE", "{DISTRIBUTION}")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", source], check=True)'''
+    source = os.environ.get("IES_SOURCE", "{default_source()}")
+    if not source:
+        raise SystemExit("{NO_SOURCE}")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", source]).returncode:
+        raise SystemExit(f"pip could not install {{source!r}}: set os.environ['IES_SOURCE'] to a source it can install")
+    importlib.invalidate_caches()'''
 
 
 def setup_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -80,22 +112,60 @@ def title(path: str | Path) -> str:
     return Path(path).stem
 
 
-def colab_url(name: str, repository: str = REPOSITORY, branch: str = BRANCH) -> str:
-    """The "Open in Colab" address of ``notebooks/<name>`` (``name`` with or without ``.ipynb``)."""
+def colab_url(name: str, repository: str = REPOSITORY, branch: str = "") -> str:
+    """The "Open in Colab" address of ``notebooks/<name>`` (``name`` with or without ``.ipynb``) at
+    ``branch`` (default: :data:`REVISION`, the release the setup cell installs, or :data:`BRANCH` while unset)."""
+    branch = branch or REVISION or BRANCH
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repository):
         raise ValueError(f"repository must be 'owner/name', got {repository!r}")
     name = name if name.endswith(".ipynb") else f"{name}.ipynb"
     return f"https://colab.research.google.com/github/{repository}/blob/{branch}/notebooks/{name}"
 
 
+BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def glossary_url(repository: str = REPOSITORY, branch: str = "") -> str:
+    """The course glossary (``notebooks/README.md#glossary``) on GitHub, reachable from Colab."""
+    return f"https://github.com/{repository}/blob/{branch or REVISION or BRANCH}/notebooks/README.md#glossary"
+
+
+def header_line(name: str) -> str:
+    """The line under the title of every course notebook: its "Open in Colab" badge, the glossary and the
+    notebook's references cell."""
+    return (f"[![Open in Colab]({BADGE})]({colab_url(name)}) · [glossary]({glossary_url()}) · "
+            "[references](#references)")
+
+
+def write_header(path: str | Path) -> bool:
+    """Make the second line of the notebook's first cell (a Markdown title) :func:`header_line`, replacing
+    an older one; return whether the file changed."""
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    cell = nb.cells[0]
+    if cell.cell_type != "markdown" or not cell.source.startswith("# "):
+        raise ValueError(f"{path.name}: the first cell is not a Markdown title")
+    lines = cell.source.split("\n")
+    line = header_line(path.name)
+    if len(lines) > 1 and lines[1].startswith("[![Open in Colab]"):
+        if lines[1] == line:
+            return False
+        lines[1] = line
+    else:
+        lines[1:1] = [line, ""] if len(lines) > 1 and lines[1] else [line]
+    cell.source = "\n".join(lines)
+    nbformat.write(nb, path)
+    return True
+
+
 LINKS_BEGIN = "<!-- colab-links: begin (generated by `python -m ies notebooks --colab-links`, do not edit) -->"
 LINKS_END = "<!-- colab-links: end -->"
 
 
-def colab_links(notebooks: list[Path], repository: str = REPOSITORY, branch: str = BRANCH) -> str:
+def colab_links(notebooks: list[Path], repository: str = REPOSITORY, branch: str = "") -> str:
     """A Markdown table, one row per notebook: its title and its "Open in Colab" badge, between
     :data:`LINKS_BEGIN` and :data:`LINKS_END`."""
-    badge = "https://colab.research.google.com/assets/colab-badge.svg"
+    badge = BADGE
     rows = [LINKS_BEGIN, "| notebook | open |", "| --- | --- |"]
     for path in notebooks:
         rows.append(f"| {title(path)} | [![Open in Colab]({badge})]({colab_url(path.name, repository, branch)}) |")
@@ -103,7 +173,7 @@ def colab_links(notebooks: list[Path], repository: str = REPOSITORY, branch: str
 
 
 def update_links(markdown: str | Path, notebooks: list[Path], repository: str = REPOSITORY,
-                 branch: str = BRANCH) -> bool:
+                 branch: str = "") -> bool:
     """Replace the block between the markers in the file ``markdown`` by :func:`colab_links`;
     return whether it changed. The file must hold the two markers."""
     path = Path(markdown)
@@ -134,10 +204,49 @@ def answer_cell(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return cell
 
 
+def is_exercise(cell: nbformat.NotebookNode) -> bool:
+    return EXERCISE_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def blank_solution(source: str) -> str:
+    """``source`` of a YOUR-CODE cell with its solution blanked, the markers of otter-grader's format:
+    the lines from ``# BEGIN SOLUTION`` to ``# END SOLUTION`` become one ``...  # YOUR CODE HERE`` at the
+    marker's indentation; a line ``NAME = expression  # SOLUTION`` becomes ``NAME = ...  # YOUR CODE HERE``.
+    Raises ``ValueError`` for an unclosed block or a cell without any marker."""
+    out, inside, found = [], False, False
+    for line in source.split("\n"):
+        stripped = line.strip()
+        indent = line[: len(line) - len(line.lstrip())]
+        if stripped == "# BEGIN SOLUTION":
+            if inside:
+                raise ValueError("nested # BEGIN SOLUTION")
+            inside, found = True, True
+            out.append(indent + YOUR_CODE)
+        elif stripped == "# END SOLUTION":
+            if not inside:
+                raise ValueError("# END SOLUTION without # BEGIN SOLUTION")
+            inside = False
+        elif inside:
+            continue
+        elif stripped.endswith("# SOLUTION") and "=" in stripped:
+            found = True
+            target = line.split("=", 1)[0].rstrip()
+            out.append(f"{target} = {YOUR_CODE}")
+        else:
+            out.append(line)
+    if inside:
+        raise ValueError("# BEGIN SOLUTION without # END SOLUTION")
+    if not found:
+        raise ValueError("an exercise cell without a # BEGIN SOLUTION block or a '# SOLUTION' line")
+    return "\n".join(out)
+
+
 def student_copy(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
     """``(copy, removed)``: ``nb`` without its cells tagged ``solution``, every output and execution
     count cleared. Each run of removed cells leaves one cell tagged ``answer`` for the student's
-    answer, of the type of the run's first cell (code: ``# your answer here``, Markdown: *Your answers:*)."""
+    answer, of the type of the run's first cell (code: ``# your answer here``, Markdown: *Your answers:*).
+    Cells tagged ``exercise`` stay, their solution blanked by :func:`blank_solution` (the checks after them
+    then fail, saying what to write)."""
     out = nbformat.from_dict(nb)
     cells, removed = [], 0
     for cell in out.cells:
@@ -148,6 +257,8 @@ def student_copy(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]
             continue
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+            if is_exercise(cell):
+                cell.source = blank_solution(cell.source)
         cells.append(cell)
     out.cells = cells
     return out, removed

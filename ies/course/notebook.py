@@ -47,7 +47,12 @@ def output_dir(path: str | os.PathLike) -> Path:
 
 
 def write_metrics(out: str | os.PathLike, metrics: dict[str, Any]) -> Path:
-    """Write ``metrics.json`` into ``out`` atomically and return its path."""
+    """Write ``metrics.json`` into ``out`` atomically and return its path. The outcomes of the exercises'
+    checks run in this kernel (:data:`ies.course.checks.RESULTS`) are added as ``exercises``."""
+    from .checks import RESULTS
+
+    if RESULTS:
+        metrics = {**metrics, "exercises": dict(RESULTS)}
     path = Path(out) / "metrics.json"
     write_json(path, metrics)
     return path

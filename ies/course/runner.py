@@ -218,7 +218,7 @@ def write_student(notebooks: list[Path], folder: Path) -> int:
 def print_colab_links(notebooks: list[Path], target: str, repository: str = "", branch: str = "") -> int:
     """``--colab-links``: print the table (``-``) or rewrite it in the file ``target``; ``repository`` /
     ``branch``: a fork's ``owner/name`` and branch instead of ``ies.course.colab.REPOSITORY`` / ``BRANCH``."""
-    repository, branch = repository or course.REPOSITORY, branch or course.BRANCH
+    repository, branch = repository or course.REPOSITORY, branch or course.REVISION or course.BRANCH
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repository):
         print(f"error: --repository must be OWNER/NAME of a GitHub repository, got {repository!r}", file=sys.stderr)
         return 2
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --colab-links: the GitHub repository they open "
                         "(default: ies.course.colab.REPOSITORY)")
     parser.add_argument("--branch", default="",
-                        help="with --colab-links: its branch (default: ies.course.colab.BRANCH)")
+                        help="with --colab-links: its branch (default: ies.course.colab.REVISION, else BRANCH)")
     return parser
 
 

@@ -234,3 +234,70 @@ def mastered_curves(histories, facets: dict[str, list[str]], *, label: str = "la
     for ax in list(axes.flat)[len(facets):]:
         ax.set_axis_off()
     return fig
+
+
+def method_on_one_page(loss_matrix, mastered_matrix, threshold: float, *, order: int = 2, window: int = 3,
+                       rule: str = "official", sample: int | None = None, title: str | None = None):
+    """The hero figure of the course, from a real IES run: one sample's loss (top) and, below, its
+    ``|D_order|`` and the rule's statistic (the mean of the last ``window`` values for the authors' rule)
+    against ``delta``, the epochs it was excluded from back-propagation shaded, its re-entries marked.
+
+    ``loss_matrix`` ``(N, T)``: the per-sample losses of the run (``keep_loss_matrix=True``);
+    ``mastered_matrix`` ``(N, T)`` bool: the tracker's decision at the end of every epoch (a sample decided
+    mastered after epoch ``t`` is excluded from epoch ``t + 1``). ``sample``: which one (default: the sample with
+    exactly one re-entry and the longest exclusion, else the most re-entries, else the longest exclusion).
+
+    Returns ``(fig, info)``: ``info`` has ``sample``, ``excluded_epochs`` (1-based), ``reentry_epochs`` (the
+    epochs it trains again after an exclusion) and ``threshold``.
+    """
+    import numpy as np
+    import torch
+
+    from ..method.criteria import backward_difference
+
+    losses = torch.as_tensor(loss_matrix).double().cpu()
+    mask = torch.as_tensor(mastered_matrix).bool().cpu()
+    n, epochs = losses.shape
+    excluded = torch.zeros_like(mask)
+    excluded[:, 1:] = mask[:, :-1]  # decided after epoch t: out of epoch t + 1's backprop
+    reentry = excluded[:, :-1] & ~excluded[:, 1:]  # out in epoch t, back in t + 1
+    if sample is None:
+        count, length = reentry.sum(1), excluded.sum(1)
+        one = (count == 1).nonzero().flatten()
+        if len(one):
+            sample = int(one[length[one].argmax()])
+        elif count.max() > 0:
+            sample = int(count.argmax())
+        else:
+            sample = int(length.argmax())
+    x = np.arange(1, epochs + 1)
+    loss = losses[sample]
+    d = backward_difference(loss, order).abs() if epochs > order else loss[:0]
+    stat = d.unfold(0, window, 1).mean(1) if rule == "official" and len(d) >= window else d
+    out_epochs = (excluded[sample].nonzero().flatten() + 1).tolist()
+    back = (reentry[sample].nonzero().flatten() + 2).tolist()
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.2), sharex=True, height_ratios=(1, 1.2))
+    for ax in (top, bottom):
+        shade(ax, excluded[sample].tolist(), start=1, color=method_color("ies"), alpha=0.18,
+              label="excluded from backprop" if ax is top else None)
+    top.plot(x, loss.numpy(), color=method_color("baseline"), marker="o", ms=3, lw=1.5, label="loss of this sample")
+    top.set(ylabel="loss", yscale="log")
+    bottom.plot(x[order:], d.clamp(min=1e-12).numpy(), color=other_color(0), lw=1, marker=".", ms=4,
+                label=f"$|D_{order}|$")
+    if rule == "official" and len(d) >= window:
+        bottom.plot(x[order + window - 1:], stat.clamp(min=1e-12).numpy(), color=other_color(1), lw=2.2,
+                    label=f"mean of the last {window} $|D_{order}|$ (the rule)")
+    bottom.axhline(threshold, color="black", ls="--", lw=1.2, label=r"$\delta$")
+    bottom.set(xlabel="epoch", ylabel=f"$|D_{order}|$", yscale="log")
+    for t in back:
+        for ax in (top, bottom):
+            ax.axvline(t, color=other_color(2), lw=1.5, ls=":")
+        top.annotate("re-entry", (t, float(loss[t - 1])), xytext=(6, 10), textcoords="offset points",
+                     color=other_color(2), fontsize=9)
+    top.legend(loc="upper right", fontsize=8)
+    bottom.legend(loc="lower left", fontsize=8)
+    top.set_title(title or f"sample {sample}: excluded in {len(out_epochs)} of {epochs} epochs, "
+                  f"{len(back)} re-entr{'y' if len(back) == 1 else 'ies'}")
+    fig.tight_layout()
+    return fig, {"sample": sample, "excluded_epochs": out_epochs, "reentry_epochs": back, "threshold": threshold}
