@@ -39,7 +39,8 @@ def test_runner_reuses_a_finished_run_and_only_that(tmp_path, data):
     metrics = runner.folder(cfg) / "metrics.json"  # as if interrupted after epoch 1: trained again (resumed)
     metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "epochs_completed": 1}))
     c = runner(cfg)
-    assert runner.trained == 3 and c["history"]["backprop_samples"].tolist() == a["history"]["backprop_samples"].tolist()
+    assert runner.trained == 3
+    assert c["history"]["backprop_samples"].tolist() == a["history"]["backprop_samples"].tolist()
     Runner(tmp_path, dataset=data, rerun=True)(cfg)  # rerun: trained anew, the same numbers
     assert json.loads(metrics.read_text())["compute_saving"] == a["compute_saving"]
 
