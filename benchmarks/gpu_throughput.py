@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a copy of the repository without installing it
 
 from ies import Config, MasteryTracker  # noqa: E402
-from ies.course.notebook import flop_ideal_speedup  # noqa: E402
+from ies.course.notebook import speedup_from_backprop_saving  # noqa: E402
 from ies.data.datasets import DeviceLoader, load_dataset  # noqa: E402
 from ies.models.zoo import build_model  # noqa: E402
 
@@ -148,7 +148,7 @@ def epochs(device, npz: Path | None, n_epochs, quick) -> dict:
         runs[method]["mean_epoch_s"] = m["epoch_seconds_total"] / m["epochs_completed"]
     s = runs["ies"]["backprop_saving"]
     speedup = runs["baseline"]["wall_time_s"] / runs["ies"]["wall_time_s"]
-    ideal = flop_ideal_speedup(s)
+    ideal = speedup_from_backprop_saving(s)
     return {
         "data": name, "n_train": data.num_train, "epochs": n_epochs, "batch_size": cfg.batch_size, **runs,
         "accuracy_difference": runs["ies"]["test_accuracy"] - runs["baseline"]["test_accuracy"],

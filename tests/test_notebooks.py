@@ -24,8 +24,8 @@ import torch
 from ies import MasteryTracker
 from ies.course.notebook import (
     coefficient_of_variation,
-    flop_ideal_speedup,
     predictions,
+    speedup_from_backprop_saving,
 )
 from ies.course.runner import find_notebooks, key_metrics, main, run_notebook
 from ies.method.replay import first_epoch, mastery_over_time, reentries
@@ -281,12 +281,12 @@ def test_coefficient_of_variation():
 
 
 def test_flop_ideal_speedup():
-    assert flop_ideal_speedup(0.0) == 1.0
-    assert flop_ideal_speedup(0.75) == pytest.approx(2.0)  # cost 3 * 0.25 + 0.75 = 1.5 of 3
-    assert flop_ideal_speedup(1.0) == pytest.approx(3.0)
-    assert flop_ideal_speedup(0.5, backward_cost=1.0) == pytest.approx(4 / 3)
+    assert speedup_from_backprop_saving(0.0) == 1.0
+    assert speedup_from_backprop_saving(0.75) == pytest.approx(2.0)  # cost 3 * 0.25 + 0.75 = 1.5 of 3
+    assert speedup_from_backprop_saving(1.0) == pytest.approx(3.0)
+    assert speedup_from_backprop_saving(0.5, backward_cost=1.0) == pytest.approx(4 / 3)
     with pytest.raises(ValueError):
-        flop_ideal_speedup(1.5)
+        speedup_from_backprop_saving(1.5)
 
 
 def test_predictions_restore_mode_and_match_the_model():

@@ -27,10 +27,8 @@ from ies.experiments.transfer import (
     logistic_objective,
     method_differences,
     method_table,
-    paired_difference,
     replace_head,
     split_classes,
-    summary_table,
     transfer_experiment,
 )
 from ies.models.layers import Float32Linear
@@ -256,7 +254,7 @@ def test_transfer_experiment_table_and_summary():
     assert df[df.method == "scratch"]["source_accuracy"].isna().all()
     assert df[["probe_accuracy", "finetune_accuracy"]].stack().between(0.4, 1.0).all()
     assert set(df["probe_l2"]) <= {1e-1, 1e-3}
-    table = summary_table(df)
+    table = method_table(df)
     assert list(table.index) == ["baseline", "ies", "scratch"] and (table["n_seeds"] == 2).all()
     assert table.loc["ies", ("probe_accuracy", "mean")] == pytest.approx(ies_["probe_accuracy"].mean())
     assert table.loc["ies", ("probe_accuracy", "std")] == pytest.approx(ies_["probe_accuracy"].std())
@@ -292,8 +290,7 @@ def test_claim_verdict_on_hand_made_numbers():
     assert claim_verdict(table([0.05])).supports is None
     # two seeds: t(0.975, 1) = 12.706, so 0.01 and 0.02 do not exclude 0
     assert claim_verdict(table([0.01, 0.02])).supports is None
-    assert paired_difference(table([0.1, 0.2]), "probe_accuracy").round(12).tolist() == [0.1, 0.2]
-    assert summary_table is method_table and paired_difference is method_differences  # the former names
+    assert method_differences(table([0.1, 0.2]), "probe_accuracy").round(12).tolist() == [0.1, 0.2]
 
 
 def test_claim_verdict_is_the_stats_verdict_and_names_the_papers_setting():
@@ -350,6 +347,6 @@ def test_notebook_runs_in_the_smoke_profile(tmp_path):
     runs = pd.read_csv(out / "transfer_runs.csv")
     assert set(runs["method"]) >= {"baseline", "ies"}
     for key in ("probe_accuracy", "finetune_accuracy"):
-        diff = paired_difference(runs, key)
+        diff = method_differences(runs, key)
         assert metrics["verdict"][key]["mean_difference"] == pytest.approx(diff.mean())
     assert (out / "transfer.png").exists()

@@ -34,7 +34,7 @@ from ..experiments.linear_probe import fit_probe
 from ..experiments.stats import interval
 from ..method.criteria import backward_difference, lookback, mastered_mask
 from ..method.replay import mastery_over_time
-from .notebook import flop_ideal_speedup
+from .notebook import speedup_from_backprop_saving
 
 #: ``{exercise: passed}`` of every check run in this process (the notebook's kernel), in order.
 RESULTS: dict[str, bool] = {}
@@ -202,7 +202,7 @@ def check_replay(fn: Callable, losses: torch.Tensor | None = None, delta: float 
 def check_speedup_from_counts(fn: Callable, backprop_samples=None, num_train: int | None = None) -> Feedback:
     """03.1: ``fn(backprop_samples, num_train)``: the FLOP-ideal speedup of a run from its per-epoch counts of
     back-propagated samples (every sample forwards once an epoch; a backward costs two forwards), as
-    :func:`ies.course.notebook.flop_ideal_speedup` of its backprop saving."""
+    :func:`ies.course.notebook.speedup_from_backprop_saving` of its backprop saving."""
     ex = "03.1"
     cases = [([100, 100, 80, 50, 20, 10], 100), ([10, 0, 0], 10)]
     if backprop_samples is not None and num_train:
@@ -212,7 +212,7 @@ def check_speedup_from_counts(fn: Callable, backprop_samples=None, num_train: in
         if bad is not None:
             return bad
         saving = 1 - sum(counts) / (n * len(counts))
-        want = flop_ideal_speedup(saving)
+        want = speedup_from_backprop_saving(saving)
         try:
             got = float(out)
         except (TypeError, ValueError):
@@ -226,7 +226,7 @@ def check_speedup_from_counts(fn: Callable, backprop_samples=None, num_train: in
             return _record(ex, False, "That is the backprop saving; the speedup is the baseline's cost over IES's.")
         return _record(ex, False, f"counts={counts}, N={n}: expected {want:.4f}, got {got:.4f}. Hint: cost of an "
                                   "epoch = N forwards + 2 x (samples back-propagated); baseline: 3 N.")
-    return _record(ex, True, "Your speedup equals flop_ideal_speedup(backprop saving)"
+    return _record(ex, True, "Your speedup equals speedup_from_backprop_saving(backprop saving)"
                    + (" on this run too." if len(cases) > 2 else "."))
 
 

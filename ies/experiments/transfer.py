@@ -62,7 +62,7 @@ __all__ = [
     "DEFAULT_L2_GRID", "METRICS", "PAIRS", "PAPER_TRANSFER", "FineTuneConfig", "FineTuneResult", "ProbeConfig",
     "ProbeResult", "TransferRun", "Verdict", "accuracy", "claim_verdict", "extract_features", "final_linear",
     "fine_tune", "fit_logistic", "fit_probe", "linear_probe", "load_pair", "logistic_objective",
-    "method_differences", "method_table", "paired_difference", "replace_head", "split_classes", "summary_table",
+    "method_differences", "method_table", "replace_head", "split_classes",
     "transfer_experiment",
 ]
 
@@ -221,11 +221,6 @@ def method_differences(
     return stats.paired_differences(df, metric, method, reference, by="method")
 
 
-#: Former names, kept for notebook 06 and older code: ``summary_table`` is :func:`method_table` (not
-#: :func:`ies.course.runner.summary_table`), ``paired_difference`` is :func:`method_differences` (not
-#: :func:`ies.experiments.sweep.paired_difference`).
-summary_table = method_table
-paired_difference = method_differences
 
 
 @dataclass
