@@ -23,14 +23,14 @@ def runs():
 
 
 def test_summary_pairs_wall_clock_by_seed():
-    s = pr.summarize(runs()).set_index(["budget", "method"])
+    s = pr.budget_table(runs()).set_index(["budget", "method"])
     assert s.loc[("2x", "ies"), "wall_ratio_mean"] == pytest.approx(0.6)
     assert s.loc[("2x", "ies"), "wall_ratio_std"] == pytest.approx(0.0, abs=1e-12)
     assert s.loc[("2x", "infobatch"), "acc_mean"] == pytest.approx((0.87 + 0.88 + 0.86) / 3)
     assert s.loc[("2x", "infobatch"), "acc_std"] == pytest.approx(0.01)
     assert s.loc[("2x", "ies"), "ideal_speedup"] == pytest.approx(2.0)
     assert s.loc[("-", "baseline"), "n"] == 3 and s.loc[("-", "baseline"), "wall_ratio_mean"] == 1.0
-    shown = pr.display_table(pr.summarize(runs()))
+    shown = pr.display_table(pr.budget_table(runs()))
     assert shown.loc[1, "best accuracy (%)"] == "90.50 ± 1.00" and shown.loc[1, "FLOP-ideal speedup"] == "2.00x"
 
 

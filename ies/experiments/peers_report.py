@@ -94,7 +94,7 @@ def with_wall_ratio(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(wall_ratio=runs["wall_time_s"] / ref)
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+def budget_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (``budget``, ``method``): ``n`` seeds, accuracy mean and std (seed spread), compute
     saved mean and std, its FLOP-ideal speedup ``1 / (1 - saving)``, the wall-clock ratio to the
     baseline (mean, std) and, where given, the target saving. The baseline appears once, budget ``-``."""
@@ -110,7 +110,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """:func:`summarize`'s table as strings for a notebook: accuracy ``mean ± std`` in %, compute saved
+    """:func:`budget_table`'s table as strings for a notebook: accuracy ``mean ± std`` in %, compute saved
     in %, ideal speedup and wall-clock ratio."""
     def pm(mean, std, scale=100.0, digits=2):
         spread = f" ± {std * scale:.{digits}f}" if np.isfinite(std) else ""
