@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a copy of the repository without installing it
 
 from ies import Config, MasteryTracker  # noqa: E402
-from ies.course.notebook import speedup_from_backprop_saving  # noqa: E402
 from ies.data.datasets import DeviceLoader, load_dataset  # noqa: E402
+from ies.experiments.budget import speedup_from_backprop_saving  # noqa: E402
 from ies.models.zoo import build_model  # noqa: E402
 
 NPZ_NAME = "cifar10_subset_10k.npz"

@@ -22,12 +22,9 @@ import pytest
 import torch
 
 from ies import MasteryTracker
-from ies.course.notebook import (
-    coefficient_of_variation,
-    predictions,
-    speedup_from_backprop_saving,
-)
+from ies.course.notebook import coefficient_of_variation, predictions
 from ies.course.runner import find_notebooks, key_metrics, main, run_notebook
+from ies.experiments.budget import speedup_from_backprop_saving
 from ies.method.replay import first_epoch, mastery_over_time, reentries
 
 ROOT = Path(__file__).resolve().parent.parent

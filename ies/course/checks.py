@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from scipy import stats as sps
 
+from ..experiments.budget import speedup_from_backprop_saving
 from ..experiments.curvature import hessian_vector_product
 from ..experiments.linear_probe import fit_probe
 from ..experiments.stats import interval
 from ..method.criteria import backward_difference, lookback, mastered_mask
 from ..method.replay import mastery_over_time
-from .notebook import speedup_from_backprop_saving
 
 #: ``{exercise: passed}`` of every check run in this process (the notebook's kernel), in order.
 RESULTS: dict[str, bool] = {}
@@ -202,7 +202,7 @@ def check_replay(fn: Callable, losses: torch.Tensor | None = None, delta: float 
 def check_speedup_from_counts(fn: Callable, backprop_samples=None, num_train: int | None = None) -> Feedback:
     """03.1: ``fn(backprop_samples, num_train)``: the FLOP-ideal speedup of a run from its per-epoch counts of
     back-propagated samples (every sample forwards once an epoch; a backward costs two forwards), as
-    :func:`ies.course.notebook.speedup_from_backprop_saving` of its backprop saving."""
+    :func:`ies.experiments.budget.speedup_from_backprop_saving` of its backprop saving."""
     ex = "03.1"
     cases = [([100, 100, 80, 50, 20, 10], 100), ([10, 0, 0], 10)]
     if backprop_samples is not None and num_train:

@@ -3,8 +3,7 @@
 - running a notebook: :func:`resolve_profile` (the ``smoke`` / ``teaching`` / ``full`` settings table
   read by ``PROFILE``), :func:`output_dir` and :func:`write_metrics` (its ``metrics.json``);
 - analysis of recorded runs (replaying the rule on a loss matrix is :mod:`ies.method.replay`):
-  :func:`coefficient_of_variation` of the differences across samples, :func:`speedup_from_backprop_saving` from a
-  backprop saving, and
+  :func:`coefficient_of_variation` of the differences across samples, and
   :func:`predictions` of a model on a split.
 
 Casting the notebooks' parameters is :func:`ies.course.params.cast_params`; the tooling around the notebooks
@@ -67,17 +66,6 @@ def coefficient_of_variation(values: torch.Tensor, dim: int = 0) -> torch.Tensor
     count = (~values.isnan()).sum(dim=dim)
     std = (centred.pow(2).nansum(dim=dim) / (count - 1).clamp(min=1)).sqrt()
     return torch.where(mean != 0, std / mean, torch.full_like(mean, float("nan")))
-
-
-def speedup_from_backprop_saving(saving: float, backward_cost: float = 2.0) -> float:
-    """The speedup of an epoch if time were proportional to FLOPs: a trained sample costs one
-    forward plus a backward of ``backward_cost`` forwards, a mastered one only its no-grad forward.
-    With backward = 2 forwards: ``1 / (1 - 2 s / 3)`` for a fraction ``s`` of samples saved. From the
-    backprop saving alone; a run's ``metrics.json`` ``flop_ideal_speedup`` is ``1 / (1 - compute_saving)``
-    from every forward and backward it counted (the same number when only mastered samples skip backprop)."""
-    if not 0 <= saving <= 1:
-        raise ValueError(f"saving must be in [0, 1], got {saving}")
-    return 1.0 / (1.0 - saving * backward_cost / (1.0 + backward_cost))
 
 
 @torch.no_grad()

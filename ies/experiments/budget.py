@@ -30,6 +30,17 @@ def saving_for_speedup(speedup: float) -> float:
     return 1.0 - 1.0 / speedup
 
 
+def speedup_from_backprop_saving(saving: float, backward_cost: float = 2.0) -> float:
+    """The speedup of an epoch if time were proportional to FLOPs: a trained sample costs one
+    forward plus a backward of ``backward_cost`` forwards, a mastered one only its no-grad forward.
+    With backward = 2 forwards: ``1 / (1 - 2 s / 3)`` for a fraction ``s`` of samples saved. From the
+    backprop saving alone; a run's ``metrics.json`` ``flop_ideal_speedup`` is ``1 / (1 - compute_saving)``
+    from every forward and backward it counted (the same number when only mastered samples skip backprop)."""
+    if not 0 <= saving <= 1:
+        raise ValueError(f"saving must be in [0, 1], got {saving}")
+    return 1.0 / (1.0 - saving * backward_cost / (1.0 + backward_cost))
+
+
 def speedup_for_saving(saving: float) -> float:
     """The FLOP-ideal speedup ``1 / (1 - saving)`` of a ``compute_saving`` in ``[0, 1)`` (or below 0: a
     method that costs more than the baseline has a speedup below 1)."""
