@@ -367,3 +367,20 @@ def test_the_module_closes_after_the_last_notebook():
     for path in NOTEBOOKS[:-1]:
         text = "".join(c.source for c in nbformat.read(path, as_version=4).cells)
         assert "module_verdicts" not in text, f"{path.name} should leave the closing table to the last notebook"
+
+
+def test_site_is_the_reference_run_and_the_course_pages_linked_from_one_index(tmp_path, capsys):
+    """``--site DIR``: the teacher's one command. On the smoke profile for notebook 01: its executed notebook and
+    page, the module's README (glossary), the instructor's guide and the paper facts as pages, every link of the
+    index resolving to a file of the site, the guide's links to notebooks turned into their pages."""
+    site = tmp_path / "site"
+    assert main(["--site", str(site), "--only", "01", "--profile", "smoke", "--no-progress"]) == 0
+    assert f"HTML index of the run: {site / 'index.html'}" in capsys.readouterr().out
+    links = hrefs(site / "index.html")
+    assert {"01_finite_differences.html", "01_finite_differences.ipynb", "course.html", "instructors.html",
+            "paper-facts.html"} <= set(links)
+    assert all((site / href.split("#")[0]).is_file() for href in links)
+    assert "Exit ticket" in (site / "instructors.html").read_text()
+    assert "01_finite_differences.html" in hrefs(site / "instructors.html")  # a notebook's page, not its .ipynb
+    assert "instructors.html" in hrefs(site / "course.html") and "glossary" in (site / "course.html").read_text()
+    assert main(["--site", str(site), "--output", str(tmp_path / "other"), "--only", "01"]) == 2

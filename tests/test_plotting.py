@@ -15,20 +15,104 @@ from ies.experiments.plotting import (  # noqa: E402
     METHOD_COLORS,
     OTHER_COLORS,
     ablation_panels,
-    method_color,
+    color,
     save_figure,
     setting_colors,
 )
 
 
 def test_method_colours_are_fixed_and_nothing_else_takes_one():
-    assert method_color("baseline") == METHOD_COLORS["baseline"] and method_color("ies") == METHOD_COLORS["ies"]
+    assert color("baseline") == METHOD_COLORS["baseline"] and color("ies") == METHOD_COLORS["ies"]
     assert len(set(METHOD_COLORS.values())) == len(METHOD_COLORS)
     assert not set(OTHER_COLORS) & set(METHOD_COLORS.values())
     for name in ("window 5", "δ=1e-2", "clean loss", "anything"):
-        assert method_color(name) in OTHER_COLORS
+        assert color(name) in OTHER_COLORS
+    assert color("window 5") != color("δ=1e-2") != color("clean loss")
     colors = setting_colors(["IES (paper)", "a", "b"], {"IES (paper)": METHOD_COLORS["ies"]})
     assert colors == {"IES (paper)": METHOD_COLORS["ies"], "a": OTHER_COLORS[0], "b": OTHER_COLORS[1]}
+
+
+def notebook_literal(name: str, variable: str):
+    """The literal assigned to ``variable`` in notebook ``name``'s code (04's SETTINGS, 07's ALL)."""
+    import ast
+    import json
+    from pathlib import Path
+
+    cells = json.loads((Path(__file__).parents[1] / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.walk(ast.parse("".join(cell["source"]))):
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == variable for t in node.targets):
+                return ast.literal_eval(node.value)
+    raise AssertionError(f"{variable} not assigned in {name}")
+
+
+def course_labels() -> set[str]:
+    """Every label a figure of the course draws: methods, 04's settings and random controls, 07's methods,
+    08's settings (with both twins) and its groups."""
+    from ies.experiments import open_questions as oq
+
+    labels = {"baseline", "ies", "scratch", "ies_recheck_lr", "re-entered", "newly mastered", "FLOP-ideal"}
+    labels |= {label for label, _, _ in notebook_literal("04_ablations", "SETTINGS")}
+    labels |= {f"random @ {label}" for label in notebook_literal("04_ablations", "RANDOM_CONTROLS")}
+    labels |= set(notebook_literal("07_peers", "ALL"))
+    settings = oq.settings(twins=("long_tail", "subgroup"))
+    labels |= set(settings) | {"CNN · baseline", "CNN · IES"}
+    labels |= {"clean", "noisy", "majority", "minority", "head class", "tail class"}
+    labels |= {"D0", "D1", "D2", "D3", "float32 storage, float64 differences", "float32 throughout", "bfloat16 storage",
+               "never mastered", "loss of a sample"}
+    return labels
+
+
+def test_the_registry_gives_every_course_label_one_colour():
+    from ies.experiments.plotting import COLORS, GROUP_COLORS, color, style
+
+    labels = course_labels()
+    colours = {label: color(label, strict=True) for label in labels}  # total: no label falls through
+    assert len(labels) > 40
+    with pytest.raises(KeyError, match="no colour"):
+        color("a label no figure draws", strict=True)
+    assert all(color(label) == colours[label] for label in labels)  # the same in a second call
+    # methods: one colour each, and the notebooks' names agree with the code names
+    assert len(set(METHOD_COLORS.values())) == len(METHOD_COLORS)
+    assert color("IES") == color("IES (paper)") == color("ies") == color("clean · IES")
+    assert color("IES + cap") != color("IES") and style("IES + cap")["ls"] != style("IES")["ls"]
+    assert color("loss < δ") == METHOD_COLORS["loss"] and color("random @ cap") == METHOD_COLORS["random"]
+    # a group, a setting and a method never share a colour
+    groups, settings = set(GROUP_COLORS.values()), set(OTHER_COLORS)
+    assert not groups & set(METHOD_COLORS.values()) and not groups & settings
+    assert len(groups) == len(GROUP_COLORS)
+    ablations = [label for label, _, _ in notebook_literal("04_ablations", "SETTINGS")]
+    variants = [label for label in ablations if label not in ("baseline", "IES (paper)", "loss < δ")]
+    assert len({color(v) for v in variants}) == len(variants) and {color(v) for v in variants} <= settings
+    assert color("random @ δ=1e-2") != color("random @ IES (paper)")  # both random controls of 04, one panel
+    # a context sets the line style: the transformer is not a colour of its own
+    assert color("transformer · IES") == color("CNN · IES") and style("transformer · IES")["ls"] == "--"
+    assert set(COLORS) >= set(METHOD_COLORS)
+
+
+def test_a_label_keeps_its_colour_in_every_panel_and_no_line_hides_another():
+    from ies.experiments.plotting import color, mastered_curves
+
+    table = summary().assign(label=lambda t: t["label"].replace({"N=1": "δ=1e-2"}))
+    fig = ablation_panels(table, {"a": ["N=0", "δ=1e-2"], "b": ["δ=1e-2"], "c": ["IES (paper)", "δ=1e-2"]},
+                          baseline="threshold=0")
+    seen = {to_hex(c.lines[0].get_color()) for ax in fig.axes for c in ax.containers if c.get_label() == "δ=1e-2"}
+    assert seen == {color("δ=1e-2")}
+    plt.close(fig)
+    rows = [{"label": label, "seed": seed, "epoch": e, "excluded_fraction": 0.01 * e}
+            for label in ("IES (paper)", "random @ IES (paper)", "δ=1e-2") for seed in (0, 1) for e in range(1, 6)]
+    fig = mastered_curves(pd.DataFrame(rows), {"one": ["IES (paper)", "random @ IES (paper)"],
+                                               "two": ["δ=1e-2", "random @ IES (paper)", "IES (paper)"]}, ncols=2)
+    for ax in fig.axes[:2]:
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        assert to_hex(lines["IES (paper)"].get_color()) == METHOD_COLORS["ies"]
+        assert to_hex(lines["random @ IES (paper)"].get_color()) == METHOD_COLORS["random"]
+        ies, rnd = lines["IES (paper)"], lines["random @ IES (paper)"]  # the same values: both must show
+        assert rnd.get_linestyle() != ies.get_linestyle()
+        assert (ies.get_linewidth() > rnd.get_linewidth()) == (ies.get_zorder() < rnd.get_zorder())
+    plt.close(fig)
 
 
 def test_save_figure_writes_png_and_svg(tmp_path):

@@ -290,10 +290,51 @@ def render_html(notebook: str | Path) -> Path:
 FIGURE_SUFFIXES = (".svg", ".pdf", ".png")
 
 
-def write_index(run_dir: str | Path, rows: list[dict]) -> Path:
+#: The course's pages besides the notebooks, rendered into a site by ``python -m ies notebooks --site DIR``:
+#: ``(file of notebooks/, page of the site, title)``.
+SITE_PAGES = (("README.md", "course.html", "the module: map, glossary, Colab links"),
+              ("INSTRUCTORS.md", "instructors.html", "instructor's guide: 90-minute plan, skip list, exit ticket"),
+              ("paper-facts.md", "paper-facts.html", "what the course attributes to the paper"))
+
+
+def render_markdown(source: str | Path, target: str | Path, pages: dict[str, str] | None = None) -> Path:
+    """Render the Markdown file ``source`` as the HTML page ``target`` (nbconvert's Markdown filter, the one that
+    renders notebook cells); links to a notebook ``NN_name.ipynb`` become its page ``NN_name.html``, links to the
+    files of ``pages`` (``{"README.md": "course.html"}``) their pages, so that the site links within itself."""
+    from nbconvert.filters.markdown import markdown2html
+
+    text = Path(source).read_text(encoding="utf-8")
+    for name, page in (pages or {}).items():
+        text = re.sub(rf"\]\((?:\./)?{re.escape(name)}(#[^)]*)?\)", lambda m, page=page: f"]({page}{m[1] or ''})", text)
+    text = re.sub(r"\]\((?:\./)?(\d\d_[\w-]+)\.ipynb\)", r"](\1.html)", text)
+    body = markdown2html(text)
+    heading = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), Path(source).stem)
+    target = Path(target)
+    target.write_text(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(heading)}</title>\n<style>body{{font-family:sans-serif;margin:2em;max-width:60em}}"
+        "td,th{padding:.3em .8em;text-align:left;vertical-align:top;border-bottom:1px solid #ddd}"
+        "code,pre{background:#f4f4f4}</style></head><body>\n"
+        f'<p><a href="index.html">index</a></p>\n{body}\n</body></html>\n', encoding="utf-8")
+    return target
+
+
+def write_site_pages(run_dir: str | Path, notebooks_dir: str | Path) -> list[tuple[str, str]]:
+    """Render the :data:`SITE_PAGES` of ``notebooks_dir`` that exist into ``run_dir``; return ``(page, title)`` of
+    each, for :func:`write_index`."""
+    run_dir, notebooks_dir = Path(run_dir), Path(notebooks_dir)
+    present = [(name, page, title) for name, page, title in SITE_PAGES if (notebooks_dir / name).exists()]
+    links = {name: page for name, page, _ in present}
+    for name, page, _ in present:
+        render_markdown(notebooks_dir / name, run_dir / page, links)
+    return [(page, title) for _, page, title in present]
+
+
+def write_index(run_dir: str | Path, rows: list[dict], pages: list[tuple[str, str]] = ()) -> Path:
     """Write ``run_dir/index.html``: one row per notebook of the run (``rows``: ``name``, ``status``,
     ``seconds``, ``metrics`` text), linking its rendered page, its executed ``.ipynb`` and the figures
-    of its output folder; return the path."""
+    of its output folder, then a link to each of ``pages`` (``(file, title)``, e.g. of :func:`write_site_pages`);
+    return the path."""
     run_dir = Path(run_dir)
     lines = []
     for row in rows:
@@ -315,7 +356,11 @@ def write_index(run_dir: str | Path, rows: list[dict]) -> Path:
         "vertical-align:top}tr:nth-child(even){background:#f4f4f4}</style></head><body>\n"
         f"<h1>IES course run: {html.escape(run_dir.name)}</h1>\n<table>\n"
         "<tr><th>notebook</th><th>source</th><th>status</th><th>seconds</th><th>key metrics</th>"
-        "<th>figures</th></tr>\n" + "\n".join(lines) + "\n</table>\n</body></html>\n"
+        "<th>figures</th></tr>\n" + "\n".join(lines) + "\n</table>\n"
+        + ("<h2>Course pages</h2>\n<ul>\n" + "\n".join(f'<li><a href="{html.escape(page)}">{html.escape(page)}</a>: '
+                                                   f"{html.escape(title)}</li>" for page, title in pages)
+           + "\n</ul>\n" if pages else "")
+        + "</body></html>\n"
     )
     index = run_dir / "index.html"
     index.write_text(page, encoding="utf-8")

@@ -5,7 +5,9 @@ Each ``notebooks/NN_name.ipynb`` runs with the parameters ``PROFILE``, ``DEVICE`
 ``RUN_DIR/NN_name.ipynb``. The kernel is this Python (``sys.executable``), whatever ``python3``
 kernelspec Jupyter would otherwise find, and runs in the repository root. The first failing notebook
 stops the run, naming the notebook and the failing cell's error. Then every executed notebook is rendered
-as ``RUN_DIR/NN_name.html`` with an index ``RUN_DIR/index.html`` (``--no-html``: not).
+as ``RUN_DIR/NN_name.html`` with an index ``RUN_DIR/index.html`` (``--no-html``: not). ``--site DIR`` is the
+teacher's one command: the run into ``DIR`` plus the module's README (glossary), ``INSTRUCTORS.md`` and
+``paper-facts.md`` rendered as pages of the same site, all linked from ``DIR/index.html``.
 
 The teacher's tools of :mod:`ies.course.colab` share the notebook selection: ``--student DIR`` writes copies
 without the cells tagged ``solution`` (nothing runs); ``--colab-links [FILE]`` prints the "Open in Colab"
@@ -193,8 +195,10 @@ def summary_table(results: list[NotebookResult]) -> str:
     return "\n".join(lines)
 
 
-def render_run(out: Path, results: list[NotebookResult]) -> Path:
-    """Render every executed notebook of the run in ``out`` as HTML and write the index; return its path."""
+def render_run(out: Path, results: list[NotebookResult], notebooks_dir: Path | None = None) -> Path:
+    """Render every executed notebook of the run in ``out`` as HTML and write the index; return its path. With
+    ``notebooks_dir`` (``--site``), its course pages (:data:`ies.course.colab.SITE_PAGES`: the module's README with
+    the glossary, the instructor's guide, the paper facts) are rendered too and linked from the index."""
     for r in results:
         if r.status != "not run" and (out / f"{r.name}.ipynb").exists():
             try:
@@ -203,7 +207,8 @@ def render_run(out: Path, results: list[NotebookResult]) -> Path:
                 print(f"warning: {r.name}.html not rendered: {type(e).__name__}: {e}", file=sys.stderr)
     rows = [{"name": r.name, "status": r.status, "seconds": None if math.isnan(r.seconds) else r.seconds,
              "metrics": key_metrics(r.metrics)} for r in results]
-    return course.write_index(out, rows)
+    pages = course.write_site_pages(out, notebooks_dir) if notebooks_dir is not None else []
+    return course.write_index(out, rows, pages)
 
 
 def write_student(notebooks: list[Path], folder: Path) -> int:
@@ -255,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "none full)")
     parser.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
                         help="render the executed notebooks and an index.html into RUN_DIR (default: yes)")
+    parser.add_argument("--site", metavar="DIR", default="",
+                        help="the teacher's reference run and site: the executed notebooks into DIR (as --output DIR), "
+                        "each rendered as HTML, the module's README, INSTRUCTORS.md and paper-facts.md as pages, "
+                        "DIR/index.html linking them all")
     parser.add_argument("--student", metavar="DIR", default="",
                         help="write student copies (cells tagged 'solution' removed, no outputs) into DIR; run nothing")
     parser.add_argument("--colab-links", metavar="FILE", nargs="?", const="-", default="",
@@ -287,7 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         return write_student(notebooks, Path(args.student))
     if args.colab_links:
         return print_colab_links(notebooks, args.colab_links, args.repository, args.branch)
-    out = Path(args.output or f"runs/notebooks-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    if args.site and args.output and Path(args.site).resolve() != Path(args.output).resolve():
+        print("error: --site DIR writes the run into DIR: give --site or --output, not both", file=sys.stderr)
+        return 2
+    if args.site:
+        args.html = True
+    out = Path(args.site or args.output or f"runs/notebooks-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"PROFILE": args.profile}
     for name, value in (("DEVICE", args.device), ("DATA_DIR", args.data_dir), ("SEED", args.seed)):
@@ -309,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     table = summary_table(results)
     (out / "summary.txt").write_text(table + "\n")
     print("\n" + table)
-    index = render_run(out, results) if args.html else None
+    index = render_run(out, results, folder if args.site else None) if args.html else None
     if failed is not None:
         print(f"\nnotebook {failed.name} failed: {failed.error}\n"
               f"the executed notebook, with the traceback, is {out / (failed.name + '.ipynb')}", file=sys.stderr)

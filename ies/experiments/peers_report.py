@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .plotting import METHOD_COLORS, method_color
+from .plotting import METHOD_COLORS, color, layered, style
 from .stats import interval, paired_differences, verdict
 
 BASELINE = "baseline"
@@ -165,7 +165,7 @@ def budget_verdicts(runs: pd.DataFrame, metric: str = ACCURACY, confidence: floa
 
 # ---------------------------------------------------------------------- figures
 def _colors(runs: pd.DataFrame) -> dict[str, str]:
-    return {m: method_color(m) for m in [BASELINE, *dict.fromkeys(runs["method"])]}  # one colour per method
+    return {m: color(m) for m in [BASELINE, *dict.fromkeys(runs["method"])]}  # one colour per method
 
 
 def plot_accuracy_vs_saving(runs: pd.DataFrame, budgets: list[str] | None = None) -> plt.Figure:
@@ -186,7 +186,8 @@ def plot_accuracy_vs_saving(runs: pd.DataFrame, budgets: list[str] | None = None
         for method, rows in group.groupby("method", sort=False):
             x, y = 100 * rows["compute_saving"], 100 * rows[ACCURACY]
             ax.scatter(x, y, s=12, alpha=0.5, color=colors[method])
-            ax.errorbar(x.mean(), y.mean(), xerr=np.nan_to_num(x.std()), yerr=np.nan_to_num(y.std()), fmt="o",
+            ax.errorbar(x.mean(), y.mean(), xerr=np.nan_to_num(x.std()), yerr=np.nan_to_num(y.std()),
+                        fmt=style(method)["marker"],
                         ms=7, capsize=3, color=colors[method], label=method)
         if "target_saving" in group and group["target_saving"].notna().any():
             ax.axvline(100 * group["target_saving"].mean(), color="0.4", ls="--", lw=1, label="target")
@@ -219,15 +220,20 @@ def plot_wall_vs_saving(runs: pd.DataFrame, ax: plt.Axes | None = None) -> plt.F
 
 def plot_counts(histories: pd.DataFrame, budget: str, seed: int | None = None) -> plt.Figure:
     """Per-epoch ``forward_samples`` and ``backprop_samples`` of every method at ``budget`` (and the
-    baseline), for one ``seed`` (default: the smallest): two panels, one line per method."""
+    baseline), for one ``seed`` (default: the smallest): two panels, one line per method. Methods that forward
+    every sample lie on the baseline's line: each line is drawn thinner than the one before and above it, with its
+    own line style and markers (:func:`ies.experiments.plotting.layered`), so that every one stays visible."""
     seed = int(histories["seed"].min()) if seed is None else seed
     rows = histories[(histories["seed"] == seed) &
                      ((histories["budget"] == budget) | (histories["method"] == BASELINE))]
     colors = _colors(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True, sharey=True)
     for ax, column in zip(axes, ("forward_samples", "backprop_samples"), strict=True):
-        for method, h in rows.groupby("method", sort=False):
-            ax.plot(h["epoch"], h[column], color=colors[method], label=method, lw=1.5)
+        groups = list(rows.groupby("method", sort=False))
+        for i, (method, h) in enumerate(groups):
+            look = style(method)
+            ax.plot(h["epoch"], h[column], color=colors[method], label=method, ls=look["ls"], marker=look["marker"],
+                    ms=4, markevery=(i % 3, 3), **layered(i, len(groups)))
         ax.set_title(column.replace("_", " ") + " per epoch")
         ax.set_xlabel("epoch")
     axes[0].set_ylabel("samples")

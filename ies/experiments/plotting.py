@@ -9,10 +9,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-#: One colour per method, the same in every notebook: the baseline is always blue, IES always orange.
+#: One colour per method, the same in every notebook: the baseline is always blue, IES always orange. The
+#: variants of a method that a figure draws beside it ("IES + cap", 03's recheck) are methods of their own here.
 METHOD_COLORS = {
     "baseline": "#4c72b0",
     "ies": "#dd8452",
+    "ies_cap": "#9e3d00",
+    "ies_recheck_lr": "#f0b000",
     "random": "#55a868",
     "loss": "#c44e52",
     "scratch": "#8c8c8c",
@@ -22,9 +25,107 @@ METHOD_COLORS = {
     "early_stop": "#592f0d",
 }
 
-#: Colours for what is not a method (variants of one setting, kinds of events, data sets): never a
-#: colour of :data:`METHOD_COLORS`, so a colour in any figure of the course names one method or none.
-OTHER_COLORS = ("#8172b3", "#937860", "#da8bc3", "#ccb974", "#64b5cd", "#b8850a")
+#: Colours for the settings of one method (04's ablations: "δ=1e-2", "N=0", ...) and for any label the registry
+#: does not know: never a colour of :data:`METHOD_COLORS` or :data:`GROUP_COLORS`, so a colour in any figure of
+#: the course names one method, one group, one setting or nothing.
+OTHER_COLORS = ("#8172b3", "#937860", "#64b5cd", "#da8bc3", "#ccb974", "#b8850a", "#17becf", "#7f7f00",
+                "#393b79", "#e7969c", "#8c6d31", "#9c9ede")
+
+#: Colours of the groups of samples a figure compares (08: clean/noisy samples, majority/minority subgroup,
+#: head/tail class): the typical group in a grey, the atypical one in a colour; outside the other palettes.
+GROUP_COLORS = {
+    "clean": "#252525", "noisy": "#e7298a",
+    "majority": "#525252", "minority": "#1b9e77",
+    "head class": "#737373", "tail class": "#e6ab02",
+}
+
+#: Every label the course draws, by the name a notebook gives it, to its colour (see :func:`color`).
+COLORS: dict[str, str] = {
+    **METHOD_COLORS,
+    # the methods by the names the notebooks print
+    "IES": METHOD_COLORS["ies"], "IES (paper)": METHOD_COLORS["ies"], "IES + cap": METHOD_COLORS["ies_cap"],
+    "loss < δ": METHOD_COLORS["loss"],
+    # a random control copies a run's budget: random's green, a darker green for a second one in the same panel
+    "random @ IES (paper)": METHOD_COLORS["random"], "random @ cap": METHOD_COLORS["random"],
+    "random @ δ=1e-2": "#1e5631",
+    # 04's settings of IES: one colour each, the same in every panel
+    **dict(zip(("δ=1e-4", "δ=1e-2", "δ=1e-1", "N=0", "N=1", "N=3", "paper rule", "window 5", "patience 2",
+                "paper rule, patience 3", "anneal 10%", "clean loss"), OTHER_COLORS, strict=True)),
+    **GROUP_COLORS,
+    # what is not a method, a setting or a group: the events and references several figures draw
+    "re-entered": "#e31a1c", "newly mastered": METHOD_COLORS["ies"], "loss of a sample": "#000000",
+    "never mastered": "#000000", "FLOP-ideal": "#000000",
+    # 01's orders D_0..D_3 (viridis) and its ways of storing losses
+    **{f"D{n}": c for n, c in enumerate(("#414487", "#2a788e", "#22a884", "#7ad151"))},
+    "float32 storage, float64 differences": "#000000", "float32 throughout": "#a6a6a6",
+    "bfloat16 storage": "#6a3d9a",
+}
+
+#: Three samples drawn in one panel (02's most re-entries): greys, told apart by line style too.
+SAMPLE_COLORS = ("#000000", "#5f5f5f", "#a6a6a6")
+
+#: The line style of each method (a variant dashed or dotted against the method it varies, so that two lines on
+#: the same values stay visible) and of the contexts of a ``"context · method"`` label (08: data set, model).
+LINESTYLES = {"ies_cap": "--", "IES + cap": "--", "ies_recheck_lr": "--", "random": ":", "loss": "-.",
+              "scratch": ":", "small_loss_rescale": "--", "selective_backprop": "-.", "early_stop": ":"}
+CONTEXT_LINESTYLES = {"clean": "-", "noisy": "--", "CNN": "-", "transformer": "--"}
+
+#: One marker per method; a setting gets the marker of its place in :data:`OTHER_COLORS`.
+MARKERS = {"baseline": "o", "ies": "s", "ies_cap": "d", "ies_recheck_lr": "h", "random": "^", "loss": "v",
+           "scratch": "p", "infobatch": "D", "small_loss_rescale": "P", "selective_backprop": "X", "early_stop": "*"}
+_SETTING_MARKERS = "oDs^vP*Xdph<"
+_METHOD_OF = {"IES": "ies", "IES (paper)": "ies", "IES + cap": "ies_cap", "loss < δ": "loss"}
+
+
+def _split(label: str) -> tuple[str, str]:
+    """``"noisy · IES"`` -> ``("noisy", "IES")``; a plain label has no context."""
+    context, sep, rest = str(label).partition(" · ")
+    return (context, rest) if sep else ("", str(label))
+
+
+def color(label: str, *, strict: bool = False) -> str:
+    """The colour of ``label`` in every figure of the course: a method (``"ies"``, ``"IES (paper)"``), a setting
+    (``"δ=1e-2"``), a random control (``"random @ δ=1e-2"``), a group (``"minority"``); a ``"context · method"``
+    label (08's ``"transformer · IES"``) takes its method's colour (the context sets the line style,
+    :func:`style`). A label the registry does not know gets a stable colour of :data:`OTHER_COLORS` (``strict``:
+    a ``KeyError`` instead)."""
+    label = str(label)
+    if label in COLORS:
+        return COLORS[label]
+    context, rest = _split(label)
+    if context and rest in COLORS:
+        return COLORS[rest]
+    if label.startswith("random @ "):
+        return METHOD_COLORS["random"]
+    if strict:
+        raise KeyError(f"no colour for {label!r} in ies.experiments.plotting.COLORS")
+    return OTHER_COLORS[sum(map(ord, label)) % len(OTHER_COLORS)]
+
+
+def style(label: str) -> dict[str, str]:
+    """``color``, ``ls`` and ``marker`` of ``label`` (:func:`color`, :data:`LINESTYLES`, :data:`MARKERS`), to pass
+    to ``ax.plot(..., **style(label))``: a method's variant is dashed or dotted, so that it stays visible on top of
+    the method it varies; the context of ``"noisy · IES"`` (``noisy``: dashed) sets the line style."""
+    context, rest = _split(label)
+    name = _METHOD_OF.get(rest, rest)
+    if rest.startswith("random @ "):
+        name = "random"
+    ls = CONTEXT_LINESTYLES.get(context) or LINESTYLES.get(rest) or LINESTYLES.get(name, "-")
+    if name in MARKERS:
+        marker = MARKERS[name]
+    else:
+        c = color(rest)
+        marker = _SETTING_MARKERS[OTHER_COLORS.index(c) % len(_SETTING_MARKERS)] if c in OTHER_COLORS else "o"
+    return {"color": color(label), "ls": ls, "marker": marker}
+
+
+def layered(i: int, n: int) -> dict[str, float]:
+    """Line width and z-order of the ``i``-th of ``n`` lines that may lie on the same values (07's forward
+    counts, 03's accuracies): the first drawn widest and lowest, each next one thinner and above it, so that a
+    line under another still shows at both its edges."""
+    n = max(1, int(n))
+    return {"lw": 1.2 + 2.0 * (n - 1 - int(i)) / max(1, n - 1), "zorder": 2 + int(i)}
+
 
 #: The formats :func:`save_figure` writes: PNG for the notebook, SVG for slides.
 FIGURE_FORMATS = ("png", "svg")
@@ -35,14 +136,6 @@ def use_style() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="deep")
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "figure.autolayout": True,
                          "axes.titleweight": "bold", "svg.fonttype": "none"})
-
-
-def method_color(name: str) -> str:
-    """The colour of method ``name`` (:data:`METHOD_COLORS`); anything else gets a stable colour of
-    :data:`OTHER_COLORS`, never a method's."""
-    if name in METHOD_COLORS:
-        return METHOD_COLORS[name]
-    return OTHER_COLORS[sum(map(ord, name)) % len(OTHER_COLORS)]
 
 
 def other_color(i: int) -> str:
@@ -73,16 +166,15 @@ def plot_history(ax: plt.Axes, histories: dict, column: str, *, label: str | Non
     colour, skipping epochs where the column is NaN (e.g. measured only every few epochs)."""
     for name, hist in histories.items():
         rows = hist[["epoch", column]].dropna()
-        ax.plot(rows["epoch"], rows[column], marker=marker, color=method_color(name),
-                label=f"{name} {label}" if label else name, **kwargs)
+        kwargs = {"color": color(name), **kwargs}
+        ax.plot(rows["epoch"], rows[column], marker=marker, label=f"{name} {label}" if label else name, **kwargs)
     ax.set_xlabel("epoch")
     return ax
 
 
 def order_color(order: int) -> str:
-    """The colour of the order-``order`` difference D_N (N = 0..3), the same in every notebook."""
-    palette = sns.color_palette("viridis", 4).as_hex()
-    return palette[int(order) % len(palette)]
+    """The colour of the order-``order`` difference D_N (N = 0..3; ``COLORS["D2"]``), the same in every notebook."""
+    return COLORS[f"D{int(order) % 4}"]
 
 
 def plot_examples(axes, x, titles=None, color: str | None = None) -> None:
@@ -95,7 +187,7 @@ def plot_examples(axes, x, titles=None, color: str | None = None) -> None:
             continue
         sample = x[i].detach().cpu().numpy() if hasattr(x[i], "detach") else x[i]
         if sample.ndim == 1:
-            ax.plot(sample, color=color or method_color("baseline"), lw=1.2)
+            ax.plot(sample, color=color or COLORS["baseline"], lw=1.2)
             ax.set_xticks([])
             ax.set_yticks([])
         else:
@@ -116,7 +208,7 @@ def shade(ax: plt.Axes, mask, *, start: int = 1, color: str | None = None, alpha
             k = j
             while k + 1 < len(values) and values[k + 1]:
                 k += 1
-            ax.axvspan(start + j - 0.5, start + k + 0.5, color=color or method_color("ies"), alpha=alpha,
+            ax.axvspan(start + j - 0.5, start + k + 0.5, color=color or COLORS["ies"], alpha=alpha,
                        lw=0, label=label)
             label = None
             j = k + 1
@@ -139,9 +231,9 @@ def plot_paired(ax: plt.Axes, runs, metric: str, *, methods: list[str] | None = 
         ax.plot(x, row.to_numpy(), color="0.75", lw=1, zorder=1)
     for i, m in enumerate(methods):
         values = wide[m].dropna()
-        ax.scatter([i] * len(values), values, color=method_color(m), s=28, zorder=2)
+        ax.scatter([i] * len(values), values, color=color(m), s=28, zorder=2)
         ax.errorbar(i + 0.18, values.mean(), yerr=values.std() if len(values) > 1 else None, fmt="D",
-                    color=method_color(m), capsize=4, ms=6, zorder=3)
+                    color=color(m), capsize=4, ms=6, zorder=3)
     ax.set_xticks(list(x), methods)
     ax.set_xlim(-0.5, len(methods) - 0.5)
     ax.set_xlabel(xlabel)
@@ -150,17 +242,27 @@ def plot_paired(ax: plt.Axes, runs, metric: str, *, methods: list[str] | None = 
 
 
 def setting_colors(names: Sequence[str], fixed: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A colour per name: ``fixed`` ones (e.g. ``{"IES (paper)": METHOD_COLORS["ies"]}``) as given, the
-    others the colours of :data:`OTHER_COLORS` in order (cycled), so that no variant takes a method's colour."""
+    """A colour per name: ``fixed`` ones as given, the labels of the registry their :func:`color` (the same in
+    every panel), the others the colours of :data:`OTHER_COLORS` no other name here has, in order (cycled), so
+    that no variant takes a method's colour."""
     fixed = dict(fixed or {})
-    colors, k = {}, 0
-    for name in dict.fromkeys(names):
-        if name in fixed:
-            colors[name] = fixed[name]
-        else:
-            colors[name] = other_color(k)
+    names = list(dict.fromkeys(names))
+    colors = {n: fixed[n] if n in fixed else color(n, strict=True) for n in names if n in fixed or _known(n)}
+    free = [c for c in OTHER_COLORS if c not in colors.values()] or list(OTHER_COLORS)
+    k = 0
+    for name in names:
+        if name not in colors:
+            colors[name] = free[k % len(free)]
             k += 1
-    return colors
+    return {n: colors[n] for n in names}
+
+
+def _known(label: str) -> bool:
+    try:
+        color(label, strict=True)
+    except KeyError:
+        return False
+    return True
 
 
 def ablation_panels(table, panels: Mapping[str, Sequence[str]], *, baseline: str | None = None,
@@ -199,8 +301,10 @@ def ablation_panels(table, panels: Mapping[str, Sequence[str]], *, baseline: str
         palette = setting_colors(labels, colors)
         for i, name in enumerate(labels):
             row = by_label.loc[name]
+            hollow = name.startswith("random @ ")  # a random control sits at its twin's x: hollow, above it
             ax.errorbar(100 * row[x], 100 * row[y], xerr=column(row, xerr), yerr=column(row, yerr),
-                        fmt="oDs^vP*X"[i % 8], ms=7, capsize=3, color=palette[name], label=name)
+                        fmt=style(name)["marker"], ms=7, capsize=3, color=palette[name], label=name,
+                        mfc="white" if hollow else palette[name], zorder=3 + i)
         ax.set_title(title)
         ax.set_xlabel("backprop saved (%)")
         ax.set_ylabel(ylabel)
@@ -215,9 +319,9 @@ def mastered_curves(histories, facets: dict[str, list[str]], *, label: str = "la
     """``y`` (default: the fraction of samples left out of backprop) against epoch, one panel per facet
     (``{title: [labels]}``) and one line per label inside it, mean over the runs of that label with
     the standard deviation as a band. ``histories`` is a long table (``ies.experiments.sweep.load_histories``
-    plus a ``label`` column). ``colors`` fixes the colour of some labels in every panel (e.g. the
-    reference setting); the others get :data:`OTHER_COLORS` per panel. Both axes are labelled, the y axis in
-    percent."""
+    plus a ``label`` column). Every label has its colour and line style of the registry (:func:`style`; a random
+    control dashed, so that it shows on top of the run whose budget it copies, which it matches epoch by epoch);
+    ``colors`` overrides some. Both axes are labelled, the y axis in percent."""
     nrows = -(-len(facets) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), sharex=True, sharey=True,
                              squeeze=False)
@@ -225,8 +329,13 @@ def mastered_curves(histories, facets: dict[str, list[str]], *, label: str = "la
         rows = histories[histories[label].isin(labels)].assign(_pct=lambda d: 100 * d[y])
         if len(rows):
             order = [v for v in labels if v in set(rows[label])]
-            sns.lineplot(data=rows, x="epoch", y="_pct", hue=label, hue_order=order, errorbar="sd", ax=ax,
-                         palette=setting_colors(order, colors))
+            palette = setting_colors(order, colors)
+            for i, name in enumerate(order):
+                curve = rows[rows[label] == name].groupby("epoch")["_pct"].agg(["mean", "std"]).fillna(0.0)
+                ax.fill_between(curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"],
+                                color=palette[name], alpha=0.15, lw=0)
+                ax.plot(curve.index, curve["mean"], ls=style(name)["ls"], color=palette[name], label=name,
+                        **layered(i, len(order)))
             ax.legend(fontsize=7, title=None)
         ax.set_title(title)
         ax.set_xlabel("epoch")
@@ -279,22 +388,22 @@ def method_on_one_page(loss_matrix, mastered_matrix, threshold: float, *, order:
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.2), sharex=True, height_ratios=(1, 1.2))
     for ax in (top, bottom):
-        shade(ax, excluded[sample].tolist(), start=1, color=method_color("ies"), alpha=0.18,
+        shade(ax, excluded[sample].tolist(), start=1, color=color("ies"), alpha=0.18,
               label="excluded from backprop" if ax is top else None)
-    top.plot(x, loss.numpy(), color=method_color("baseline"), marker="o", ms=3, lw=1.5, label="loss of this sample")
+    top.plot(x, loss.numpy(), color=color("loss of a sample"), marker="o", ms=3, lw=1.5, label="loss of this sample")
     top.set(ylabel="loss", yscale="log")
-    bottom.plot(x[order:], d.clamp(min=1e-12).numpy(), color=other_color(0), lw=1, marker=".", ms=4,
+    bottom.plot(x[order:], d.clamp(min=1e-12).numpy(), color=order_color(order), lw=1, ls=":", marker=".", ms=4,
                 label=f"$|D_{order}|$")
     if rule == "official" and len(d) >= window:
-        bottom.plot(x[order + window - 1:], stat.clamp(min=1e-12).numpy(), color=other_color(1), lw=2.2,
+        bottom.plot(x[order + window - 1:], stat.clamp(min=1e-12).numpy(), color=order_color(order), lw=2.2,
                     label=f"mean of the last {window} $|D_{order}|$ (the rule)")
     bottom.axhline(threshold, color="black", ls="--", lw=1.2, label=r"$\delta$")
     bottom.set(xlabel="epoch", ylabel=f"$|D_{order}|$", yscale="log")
     for t in back:
         for ax in (top, bottom):
-            ax.axvline(t, color=other_color(2), lw=1.5, ls=":")
+            ax.axvline(t, color=color("re-entered"), lw=1.5, ls=":")
         top.annotate("re-entry", (t, float(loss[t - 1])), xytext=(6, 10), textcoords="offset points",
-                     color=other_color(2), fontsize=9)
+                     color=color("re-entered"), fontsize=9)
     top.legend(loc="upper right", fontsize=8)
     bottom.legend(loc="lower left", fontsize=8)
     top.set_title(title or f"sample {sample}: excluded in {len(out_epochs)} of {epochs} epochs, "
