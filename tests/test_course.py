@@ -97,8 +97,8 @@ def test_core_dependencies_hold_no_kernel_package_and_dev_pulls_the_course_extra
     core = {requirement_name(r) for r in pyproject["project"]["dependencies"]}
     extras = pyproject["project"]["optional-dependencies"]
     assert not core & KERNEL, f"core dependencies of the kernel stack: {core & KERNEL}"
-    assert {"torch", "numpy", "pandas", "scipy", "matplotlib", "mnist1d"} <= core
-    assert {"jupyterlab", "ipykernel", "ipywidgets", "papermill", "nbformat", "nbconvert"} <= {
+    assert {"torch", "numpy", "pandas", "scipy", "mnist1d"} <= core and not {"matplotlib", "seaborn"} & core
+    assert {"matplotlib", "seaborn", "jupyterlab", "ipykernel", "ipywidgets", "papermill", "nbformat", "nbconvert"} <= {
         requirement_name(r) for r in extras["course"]}
     assert f"{pyproject['project']['name']}[course]" in extras["dev"]
 

@@ -133,3 +133,34 @@ def test_the_cycle_check_finds_a_cycle(tmp_path):
 def test_at_most_eight_modules_at_the_top():
     top = sorted(p.name for p in (ROOT / "ies").glob("*.py"))
     assert len(top) <= 8, top
+
+
+COURSE_ONLY = ("ies/course/", "ies/experiments/plotting.py", "ies/experiments/peers_report.py", "ies/cli.py")
+"""The modules the ``course`` extra serves (figures, notebooks); the CLI imports the runner lazily."""
+
+
+def third_party_imports(path: Path) -> set[str]:
+    """Top-level names of the modules ``path`` imports that are neither ours nor the standard library's."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if n != "ies" and n not in sys.stdlib_module_names}
+
+
+def test_the_library_needs_only_its_core_dependencies():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {d.split(">")[0].split("=")[0].split("[")[0].strip().replace("-", "_") for d in project["dependencies"]}
+    needed = {}
+    for path in (ROOT / "ies").rglob("*.py"):
+        rel = str(path.relative_to(ROOT))
+        if not rel.startswith(COURSE_ONLY):
+            for name in third_party_imports(path) - core:
+                needed.setdefault(name, []).append(rel)
+    assert needed == {}
+    assert {"matplotlib", "seaborn"} <= {d.split(">")[0] for d in project["optional-dependencies"]["course"]}
+    method = [p for p in (ROOT / "ies" / "method").rglob("*.py")]
+    assert set().union(*(third_party_imports(p) for p in method)) == {"torch"}
