@@ -345,6 +345,28 @@ def mastered_curves(histories, facets: dict[str, list[str]], *, label: str = "la
     return fig
 
 
+def _hero_sample(losses, excluded, reentry) -> int:
+    """The sample to show: among those with exactly one re-entry, the one whose three phases (excluded,
+    trained again, excluded again or the run's end) are longest at their shortest, losses never 0 breaking
+    ties; else the most re-entries; else the longest exclusion. ``excluded``, ``reentry``: ``(N, T)`` and
+    ``(N, T - 1)`` bool; one pass over the samples with one re-entry (a figure, not a hot loop)."""
+    count, length = reentry.sum(1), excluded.sum(1)
+    one = (count == 1).nonzero().flatten().tolist()
+    if not one:
+        return int(count.argmax()) if count.max() > 0 else int(length.argmax())
+    positive = losses.min(1).values > 1e-12
+
+    def phases(i: int) -> tuple[int, bool, int]:
+        out = excluded[i].tolist()
+        r = reentry[i].nonzero().flatten().item() + 1  # the first epoch index trained again
+        before = r - out.index(True)
+        again = next((k for k, v in enumerate(out[r:]) if v), len(out) - r)
+        after = sum(out[r + again:])
+        return min(before, again, max(after, 1)), bool(positive[i]), int(length[i])
+
+    return max(one, key=phases)
+
+
 def method_on_one_page(loss_matrix, mastered_matrix, threshold: float, *, order: int = 2, window: int = 3,
                        rule: str = "official", sample: int | None = None, title: str | None = None):
     """The hero figure of the course, from a real IES run: one sample's loss (top) and, below, its
@@ -353,8 +375,9 @@ def method_on_one_page(loss_matrix, mastered_matrix, threshold: float, *, order:
 
     ``loss_matrix`` ``(N, T)``: the per-sample losses of the run (``keep_loss_matrix=True``);
     ``mastered_matrix`` ``(N, T)`` bool: the tracker's decision at the end of every epoch (a sample decided
-    mastered after epoch ``t`` is excluded from epoch ``t + 1``). ``sample``: which one (default: the sample with
-    exactly one re-entry and the longest exclusion, else the most re-entries, else the longest exclusion).
+    mastered after epoch ``t`` is excluded from epoch ``t + 1``). ``sample``: which one (default:
+    :func:`_hero_sample`, a sample that reads at a glance). Losses and differences below ``1e-12`` (float
+    underflow to 0) are drawn at ``1e-12``.
 
     Returns ``(fig, info)``: ``info`` has ``sample``, ``excluded_epochs`` (1-based), ``reentry_epochs`` (the
     epochs it trains again after an exclusion) and ``threshold``.
@@ -371,14 +394,7 @@ def method_on_one_page(loss_matrix, mastered_matrix, threshold: float, *, order:
     excluded[:, 1:] = mask[:, :-1]  # decided after epoch t: out of epoch t + 1's backprop
     reentry = excluded[:, :-1] & ~excluded[:, 1:]  # out in epoch t, back in t + 1
     if sample is None:
-        count, length = reentry.sum(1), excluded.sum(1)
-        one = (count == 1).nonzero().flatten()
-        if len(one):
-            sample = int(one[length[one].argmax()])
-        elif count.max() > 0:
-            sample = int(count.argmax())
-        else:
-            sample = int(length.argmax())
+        sample = _hero_sample(losses, excluded, reentry)
     x = np.arange(1, epochs + 1)
     loss = losses[sample]
     d = backward_difference(loss, order).abs() if epochs > order else loss[:0]
@@ -390,7 +406,8 @@ def method_on_one_page(loss_matrix, mastered_matrix, threshold: float, *, order:
     for ax in (top, bottom):
         shade(ax, excluded[sample].tolist(), start=1, color=color("ies"), alpha=0.18,
               label="excluded from backprop" if ax is top else None)
-    top.plot(x, loss.numpy(), color=color("loss of a sample"), marker="o", ms=3, lw=1.5, label="loss of this sample")
+    top.plot(x, loss.clamp(min=1e-12).numpy(), color=color("loss of a sample"), marker="o", ms=3, lw=1.5,
+             label="loss of this sample")
     top.set(ylabel="loss", yscale="log")
     bottom.plot(x[order:], d.clamp(min=1e-12).numpy(), color=order_color(order), lw=1, ls=":", marker=".", ms=4,
                 label=f"$|D_{order}|$")
@@ -402,7 +419,7 @@ def method_on_one_page(loss_matrix, mastered_matrix, threshold: float, *, order:
     for t in back:
         for ax in (top, bottom):
             ax.axvline(t, color=color("re-entered"), lw=1.5, ls=":")
-        top.annotate("re-entry", (t, float(loss[t - 1])), xytext=(6, 10), textcoords="offset points",
+        top.annotate("re-entry", (t, max(float(loss[t - 1]), 1e-12)), xytext=(6, 10), textcoords="offset points",
                      color=color("re-entered"), fontsize=9)
     top.legend(loc="upper right", fontsize=8)
     bottom.legend(loc="lower left", fontsize=8)

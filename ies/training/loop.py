@@ -11,6 +11,9 @@ Each epoch (the steps live in :mod:`ies.training.epoch`):
 4. the selector re-decides mastery for every sample;
 5. evaluate on the test split; one host sync gathers the epoch's statistics into a history row, which is
    written at once (``history.csv``, ``metrics.json``, a checkpoint).
+
+Features that need per-epoch data (the loss matrices, the per-group report, a sharpness probe) attach as
+epoch observers (:mod:`ies.training.observers`) instead of living in this loop.
 """
 
 from __future__ import annotations
