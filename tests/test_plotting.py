@@ -206,3 +206,21 @@ def test_method_on_one_page_from_a_real_run(tmp_path):
     hand[1, [3, 4, 7, 8]] = True
     _, info = method_on_one_page(losses, hand, 1e-3)
     assert info == {"sample": 1, "excluded_epochs": [5, 6, 9, 10], "reentry_epochs": [7], "threshold": 1e-3}
+
+
+def test_the_hero_sample_has_three_long_phases():
+    """Of two samples with one re-entry each, the one back in training for a single epoch loses to the one
+    whose exclusion, training again and second exclusion all last; a loss of exactly 0 loses a tie."""
+    import torch
+
+    from ies.experiments.plotting import _hero_sample
+
+    excluded = torch.zeros(3, 12, dtype=torch.bool)
+    excluded[0, 2:11] = True
+    excluded[0, 6] = False  # out 2-5, back for 1 epoch (6), out 7-10
+    excluded[1, [3, 4, 5, 9, 10, 11]] = True  # out 3-5, back 6-8, out 9-11, but a loss underflowed to 0
+    excluded[2, [3, 4, 5, 9, 10, 11]] = True  # the same phases
+    reentry = excluded[:, :-1] & ~excluded[:, 1:]
+    losses = torch.rand(3, 12, dtype=torch.float64) + 0.1
+    losses[1, 7] = 0.0
+    assert _hero_sample(losses, excluded, reentry) == 2
