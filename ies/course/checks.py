@@ -85,14 +85,20 @@ def _call(exercise: str, fn: Callable, *args, **kwargs):
     return out, None
 
 
-def _tensor(exercise: str, out, shape: tuple) -> tuple[torch.Tensor | None, Feedback | None]:
+def _tensor(exercise: str, out, shape: tuple, hint: str = "",
+            prefix: str = "") -> tuple[torch.Tensor | None, Feedback | None]:
+    """``(tensor, feedback)``: feedback (with ``hint``, after ``prefix``) when ``out`` is not a tensor-like
+    of ``shape``."""
+    def wrong(message: str) -> tuple[None, Feedback]:
+        return None, _record(exercise, False, f"{prefix}{message}" + (f" Hint: {hint}" if hint else ""))
+
     if not isinstance(out, torch.Tensor):
         try:
             out = torch.as_tensor(np.asarray(out))
         except Exception:
-            return None, _record(exercise, False, f"Expected a tensor, got {type(out).__name__}.")
+            return wrong(f"Expected a tensor, got {type(out).__name__}.")
     if tuple(out.shape) != tuple(shape):
-        return None, _record(exercise, False, f"Expected shape {tuple(shape)}, got {tuple(out.shape)}.")
+        return wrong(f"Expected shape {tuple(shape)}, got {tuple(out.shape)}.")
     return out, None
 
 
@@ -124,9 +130,9 @@ def check_backward_difference(fn: Callable) -> Feedback:
         if order and isinstance(out, torch.Tensor) and out.shape[-1] == history.shape[-1]:
             return _record(ex, False, f"Order {order}: D_N of T epochs has T - N entries; keep only the epochs that "
                                       "have N earlier ones (slice, do not pad).")
-        out, bad = _tensor(ex, out, want.shape)
+        out, bad = _tensor(ex, out, want.shape, "D_N of T epochs has T - N entries.", f"Order {order}: ")
         if bad is not None:
-            return _record(ex, False, f"Order {order}: {bad.message} Hint: D_N of T epochs has T - N entries.")
+            return bad
         if _close(out, -want):
             return _record(ex, False, f"Order {order}: your sign is flipped; D_1(t) = L(t) - L(t-1), the newer "
                                       "loss minus the older.")
@@ -147,9 +153,9 @@ def check_official_rule(fn: Callable) -> Feedback:
         if bad is not None:
             return bad
         want = mastered_mask(history, delta, rule="official", order=2, window=window)
-        out, bad = _tensor(ex, out, want.shape)
+        out, bad = _tensor(ex, out, want.shape, "one decision (True/False) per sample (row).")
         if bad is not None:
-            return _record(ex, False, f"{bad.message} Hint: one decision (True/False) per sample (row).")
+            return bad
         out = out.bool()
         if torch.equal(out, want):
             continue
@@ -178,9 +184,9 @@ def check_replay(fn: Callable, losses: torch.Tensor | None = None, delta: float 
         if bad is not None:
             return bad
         want = mastery_over_time(matrix, d)
-        out, bad = _tensor(ex, out, want.shape)
+        out, bad = _tensor(ex, out, want.shape, "one column per epoch, False before the look-back.")
         if bad is not None:
-            return _record(ex, False, f"{bad.message} Hint: one column per epoch, False before the look-back.")
+            return bad
         out = out.bool()
         if torch.equal(out, want):
             continue
@@ -401,9 +407,9 @@ def check_class_exclusion_share(fn: Callable, mastered: torch.Tensor | None = No
         size = torch.bincount(lab, minlength=c).double()
         hit = torch.bincount(lab[mask], minlength=c).double()
         want = torch.where(size > 0, hit / size.clamp(min=1), torch.full_like(size, math.nan))
-        out, bad = _tensor(ex, out, want.shape)
+        out, bad = _tensor(ex, out, want.shape, "one share per class, torch.bincount(..., minlength=C).")
         if bad is not None:
-            return _record(ex, False, f"{bad.message} Hint: one share per class, torch.bincount(..., minlength=C).")
+            return bad
         if _close(out, want):
             continue
         if _close(torch.nan_to_num(out.double()), hit / len(lab)):
