@@ -310,7 +310,7 @@ def test_claim_verdict_is_the_stats_verdict_and_names_the_papers_setting():
     assert claim_verdict(runs).verdict == stats.WITHIN_NOISE and claim_verdict(runs).metric == "probe_accuracy"
     fine = claim_verdict(runs, "finetune_accuracy")
     assert fine.verdict == stats.NOT_SUPPORTED and fine.supports is False and "not a like-for-like" in fine.text
-    assert claim_verdict(runs[runs.seed == 0]).verdict == stats.ONE_SEED
+    assert claim_verdict(runs[runs.seed == 0]).verdict == stats.FEW_SEEDS
     assert claim_verdict(runs[runs.method != "ies"]).verdict == stats.NOT_RUN
 
 

@@ -2,6 +2,8 @@
 
 - running a notebook: :func:`resolve_profile` (the ``smoke`` / ``teaching`` / ``full`` settings table
   read by ``PROFILE``), :func:`output_dir` and :func:`write_metrics` (its ``metrics.json``);
+- one cache of training runs per run folder, shared by the notebooks: :func:`shared_runs` (the same
+  configuration is trained once, whichever notebook asks first);
 - analysis of recorded runs (replaying the rule on a loss matrix is :mod:`ies.method.replay`):
   :func:`coefficient_of_variation` of the differences across samples, and
   :func:`predictions` of a model on a split.
@@ -12,6 +14,8 @@ Casting the notebooks' parameters is :func:`ies.course.params.cast_params`; the 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -55,6 +59,28 @@ def write_metrics(out: str | os.PathLike, metrics: dict[str, Any]) -> Path:
     path = Path(out) / "metrics.json"
     write_json(path, metrics)
     return path
+
+
+#: Fields of a sweep's base configuration that do not decide which runs it holds (the sweep sets them).
+_PER_RUN = ("seed", "output", "resume", "overwrite")
+
+
+def shared_runs(output_dir: str | os.PathLike, runs_dir: str = "", base=None) -> Path:
+    """The run folder's cache of training runs, for :func:`ies.experiments.sweep.run_sweep`'s ``output``.
+
+    ``runs_dir`` when given, else ``runs`` next to the notebook's ``output_dir``: ``python -m ies
+    notebooks`` writes every notebook's ``OUTPUT_DIR`` into one run folder, so its notebooks share one
+    cache, and a configuration another notebook trained is reused, not trained again. With ``base`` (the
+    sweep's base :class:`~ies.Config`) the folder is ``<dataset>-<digest>`` under it, the digest of every
+    field but the seed and the output, so sweeps of different bases never share a run id.
+    """
+    root = Path(runs_dir).expanduser() if runs_dir else Path(output_dir).expanduser().parent / "runs"
+    if base is not None:
+        fields = {k: v for k, v in base.to_dict().items() if k not in _PER_RUN}
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        root = root / f"{base.dataset.replace('/', '_')}-{digest}"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 # ---------------------------------------------------------------------- analysis of recorded runs

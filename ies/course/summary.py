@@ -9,10 +9,44 @@ is written in advance: a notebook that did not run contributes nothing and is li
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+
+from ..experiments import stats
+
+#: The fields of one claim of a notebook's ``metrics.json`` ``claims_table`` (:func:`claim`).
+CLAIM_FIELDS = ("claim", "verdict", "seeds", "effect", "low", "high", "unit", "evidence", "why")
+
+
+def claim(text: str, verdict: str, *, seeds: int, effect: float = math.nan, low: float = math.nan,
+          high: float = math.nan, unit: str = "pt", evidence: str = "", why: str = "") -> dict:
+    """One row of a notebook's ``claims_table`` (its ``metrics.json``), the module's closing table reads it.
+
+    ``text``: the claim as a sentence; ``verdict``: a word of :mod:`ies.experiments.stats` (or
+    ``budget not reached``); ``seeds``: the seeds it rests on (below :data:`ies.experiments.stats.MIN_SEEDS`
+    it must be an illustration); ``effect``, ``low``, ``high``: the mean difference and its 95 % interval
+    in ``unit``; ``evidence``: our numbers; ``why``: the computed sentence of
+    :func:`ies.experiments.stats.explain` (what the run could decide)."""
+    if seeds < stats.MIN_SEEDS and stats.decided(verdict):
+        raise ValueError(f"claim {text!r}: a verdict ({verdict}) from {seeds} seed(s); it needs at least "
+                         f"{stats.MIN_SEEDS}")
+    def number(x: float | None) -> float | None:  # JSON has no NaN: a missing number is null
+        return None if x is None or not math.isfinite(x) else float(x)
+
+    return {"claim": text, "verdict": verdict, "seeds": int(seeds), "effect": number(effect), "low": number(low),
+            "high": number(high), "unit": unit, "evidence": evidence, "why": why}
+
+
+def claim_from_interval(text: str, iv: stats.Interval, bound: float = 0.0, *, scale: float = 100.0,
+                        unit: str = "pt", evidence: str = "") -> dict:
+    """:func:`claim` of the one verdict rule on ``iv`` against ``bound``, in ``unit`` (``scale`` times the
+    fractions of ``iv``), with :func:`ies.experiments.stats.explain` as ``why``."""
+    return claim(text, stats.verdict(iv, bound), seeds=iv.n, effect=iv.mean * scale, low=iv.low * scale,
+                 high=iv.high * scale, unit=unit, evidence=evidence or iv.pm(scale, unit),
+                 why=stats.explain(iv, bound, scale, unit))
 
 COLUMNS = ["notebook", "claim", "our verdict", "our evidence"]
 """Columns of :func:`module_verdicts`'s table."""
@@ -63,16 +97,25 @@ READERS: dict[str, Callable[[dict], list[tuple[str, str, str]]]] = {
 def module_verdicts(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """The verdicts of every notebook of :data:`READERS` that ran into ``folder`` (``folder/NN_name/metrics.json``).
 
-    Returns the table (columns :data:`COLUMNS`, one row per claim, in notebook order) and the names of the
-    notebooks with no ``metrics.json`` there."""
+    A notebook's ``claims_table`` (rows of :func:`claim`) is read as it is; a ``metrics.json`` without one
+    goes through its reader of :data:`READERS`. Returns the table (columns :data:`COLUMNS` and
+    :data:`CLAIM_FIELDS`' ``seeds``, ``effect``, ``low``, ``high``, ``unit``, ``why``; one row per claim, in
+    notebook order) and the names of the notebooks with no ``metrics.json`` there."""
     rows, missing = [], []
     for name, read in READERS.items():
         path = Path(folder) / name / "metrics.json"
         if not path.exists():
             missing.append(name)
             continue
-        rows += [(name[:2], *row) for row in read(json.loads(path.read_text()))]
-    return pd.DataFrame(rows, columns=COLUMNS), missing
+        metrics = json.loads(path.read_text())
+        if "claims_table" in metrics:
+            rows += [{"notebook": name[:2], "our verdict": c["verdict"], "our evidence": c.get("evidence", ""),
+                      **{k: c.get(k) for k in CLAIM_FIELDS if k not in ("verdict", "evidence")}}
+                     for c in metrics["claims_table"]]
+        else:
+            rows += [dict(zip(COLUMNS, (name[:2], *row), strict=True)) for row in read(metrics)]
+    columns = [*COLUMNS, "seeds", "effect", "low", "high", "unit", "why"]
+    return pd.DataFrame(rows, columns=columns), missing
 
 
 def tally(table: pd.DataFrame) -> dict[str, int]:

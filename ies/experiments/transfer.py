@@ -250,7 +250,7 @@ _HOW = {
     stats.SUPPORTED: "support the claim: the whole {pct} interval is above 0",
     stats.NOT_SUPPORTED: "contradict the claim: IES is worse, the whole {pct} interval is below 0",
     stats.WITHIN_NOISE: "neither support nor contradict the claim: the {pct} interval contains 0",
-    stats.ONE_SEED: "cannot be judged: fewer than two seeds",
+    stats.FEW_SEEDS: "cannot be judged, only illustrated: a verdict needs at least 3 seeds",
     stats.NOT_RUN: "cannot be judged: no seed has both methods",
 }
 

@@ -29,13 +29,15 @@ tracking passes (not the test evaluation)."""
 
 
 def summarize(config: dict, rows: list[dict], wall_time_s: float, num_train: int, stopped: bool = False,
-              world_size: int = 1) -> dict:
+              world_size: int = 1, num_test: int = 0) -> dict:
     """The summary of a run (``metrics.json``):
 
     - ``test_accuracy`` (final) and ``best_test_accuracy`` (best over epochs, the paper's metric);
     - ``backprop_saving`` = 1 - backprop sample-passes / (N x epochs);
     - ``compute_saving`` = 1 - (forward + 2 x backward sample-passes) / (3 x N x epochs), a backward
       costing two forwards; ``flop_ideal_speedup`` = 1 / (1 - compute_saving);
+    - ``num_test``: the test samples each accuracy is measured on (the binomial floor of
+      :func:`ies.experiments.stats.binomial_floor`; 0 when unknown);
     - wall time, counts, ``world_size`` (the processes that ran it, :mod:`ies.training.ddp`) and the configuration.
 
     ``epochs`` is the number of epochs run, or, for a run its selector ``stopped`` early (conventional
@@ -62,6 +64,7 @@ def summarize(config: dict, rows: list[dict], wall_time_s: float, num_train: int
         "epochs_completed": epochs,
         "stopped_early": bool(stopped),
         "num_train": num_train,
+        "num_test": num_test,
         "world_size": world_size,
         "config": config,
     }

@@ -184,6 +184,7 @@ def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, o
     if ddp is not None:
         ddp.attach(run)
     world = 1 if ddp is None else ddp.world
+    n_test = len(run.data.y_test)  # the samples every test accuracy is measured on (metrics.json's num_test)
     tracker = getattr(run.selector, "tracker", None)
     folder = RunFolder(cfg.output) if cfg.output else None
     state = _resume(run, folder, ddp) if cfg.resume else {}
@@ -211,7 +212,7 @@ def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, o
         elapsed = elapsed_before + time.perf_counter() - t_start
         if out is not None:
             out.append(row, len(rows) == 1, summarize(cfg.to_dict(), rows, elapsed, run.data.num_train, stopped,
-                                                      world))
+                                                      world, n_test))
         last = epoch + 1 == cfg.epochs or stopped
         if folder is not None and cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
             _save(run, out, rows, observers, elapsed, stopped, ddp)  # every rank: it gathers their random states
@@ -220,8 +221,8 @@ def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, o
             message = (f"epoch {epoch + 1}: the mean training loss is {row['train_loss']}; lower lr, "
                        "or set allow_nonfinite=True to continue")
             if out is not None:  # the folder: every epoch up to this one, and why the run stopped
-                out.write_metrics({**summarize(cfg.to_dict(), rows, elapsed, run.data.num_train, stopped, world),
-                                   "error": message})
+                out.write_metrics({**summarize(cfg.to_dict(), rows, elapsed, run.data.num_train, stopped, world,
+                                               n_test), "error": message})
             raise FloatingPointError(message)
         if stopped:
             break
@@ -229,7 +230,7 @@ def _train(cfg: Config, dataset: ArrayDataset | None, model: nn.Module | None, o
     if ddp is not None:
         ddp.detach(run)
     metrics = summarize(cfg.to_dict(), rows, elapsed_before + time.perf_counter() - t_start, run.data.num_train,
-                        stopped, world)
+                        stopped, world, n_test)
     for obs in observers:
         obs.finish(run, out.path if out is not None else None, metrics)
     if out is not None:

@@ -20,7 +20,7 @@ from .plan import PlannedRun, field_order
 
 #: Columns of the results table after the override columns.
 METRIC_COLUMNS = ("test_accuracy", "best_test_accuracy", "backprop_saving", "compute_saving", "flop_ideal_speedup",
-                  "wall_time_s", "process_seconds", "epochs_completed", "stopped_early")
+                  "wall_time_s", "process_seconds", "epochs_completed", "stopped_early", "num_test")
 OK = ("done", "cached")  # statuses of runs with results
 
 
@@ -83,10 +83,10 @@ def finished_runs(results: pd.DataFrame) -> pd.DataFrame:
 
 def paired_interval(results: pd.DataFrame, a: str, b: str, metric: str = "test_accuracy",
                     confidence: float = 0.95) -> stats.Interval:
-    """:func:`ies.experiments.stats.interval` of ``metric`` of setting ``a`` minus setting ``b``, paired by seed,
-    over the runs that have results."""
-    diffs = stats.paired_differences(finished_runs(results), metric, a, b)
-    return stats.interval(diffs, confidence)
+    """:func:`ies.experiments.stats.paired_interval` of ``metric`` of setting ``a`` minus setting ``b``,
+    paired by seed, over the runs that have results (an accuracy's spread floored at the binomial noise of
+    the runs' ``num_test`` test samples)."""
+    return stats.paired_interval(finished_runs(results), metric, a, b, confidence=confidence)
 
 
 def paired_difference(results: pd.DataFrame, a: str, b: str, metric: str = "test_accuracy") -> dict[str, float]:
