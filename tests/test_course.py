@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from ies.course import colab as course
@@ -318,6 +319,28 @@ def test_html_index_links_every_executed_notebook(tmp_path, capsys):
         assert "the printed answer is 42" in page, "the page shows the executed outputs"
     assert all((run / href).exists() for href in links)
     assert "answer=42" in (run / "index.html").read_text()
+
+
+CLAIMS = (
+    "import json, pathlib\n"
+    "out = pathlib.Path(OUTPUT_DIR); out.mkdir(parents=True, exist_ok=True)\n"
+    "rows = [{'claim': c, 'verdict': v, 'seeds': 3} for c, v in "
+    "[('a', 'supported'), ('b', 'not supported'), ('c', 'inconclusive (within seed noise)')]]\n"
+    "(out / 'metrics.json').write_text(json.dumps({'claims_table': rows}))"
+)
+
+
+def test_html_index_shows_each_notebooks_verdict_tally(tmp_path, capsys):
+    folder = tmp_path / "course" / "notebooks"
+    tiny_notebook(folder, "01_finite_differences", FIGURE)  # a notebook without claims: no tally
+    tiny_notebook(folder, "03_training", CLAIMS)
+    run = tmp_path / "run"
+    assert main(["--notebooks", str(folder), "--output", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    page = (run / "index.html").read_text()
+    assert "1 supported, 1 not supported, 1 inconclusive: 2 of 3 decided (67 %)" in page
+    table = pd.read_csv(run / "verdicts.csv")
+    assert table["claim"].tolist() == ["a", "b", "c"] and set(table["notebook"]) == {3}
 
 
 def test_html_index_of_a_failed_run_and_no_html(tmp_path, capsys):

@@ -332,9 +332,9 @@ def write_site_pages(run_dir: str | Path, notebooks_dir: str | Path) -> list[tup
 
 def write_index(run_dir: str | Path, rows: list[dict], pages: list[tuple[str, str]] = ()) -> Path:
     """Write ``run_dir/index.html``: one row per notebook of the run (``rows``: ``name``, ``status``,
-    ``seconds``, ``metrics`` text), linking its rendered page, its executed ``.ipynb`` and the figures
-    of its output folder, then a link to each of ``pages`` (``(file, title)``, e.g. of :func:`write_site_pages`);
-    return the path."""
+    ``seconds``, ``metrics`` text, ``verdicts``: its tally of verdicts, optional), linking its rendered page,
+    its executed ``.ipynb`` and the figures of its output folder, then a link to each of ``pages``
+    (``(file, title)``, e.g. of :func:`write_site_pages`); return the path."""
     run_dir = Path(run_dir)
     lines = []
     for row in rows:
@@ -349,13 +349,14 @@ def write_index(run_dir: str | Path, rows: list[dict], pages: list[tuple[str, st
                                 for p in figures)
         seconds = "" if row.get("seconds") is None else f"{row['seconds']:.1f}"
         lines.append(f"<tr><td>{link}</td><td>{source}</td><td>{html.escape(row['status'])}</td>"
-                     f"<td>{seconds}</td><td>{html.escape(row.get('metrics', ''))}</td><td>{figure_links}</td></tr>")
+                     f"<td>{seconds}</td><td>{html.escape(row.get('verdicts', ''))}</td>"
+                     f"<td>{html.escape(row.get('metrics', ''))}</td><td>{figure_links}</td></tr>")
     page = (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>IES course run</title>\n"
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.3em .8em;text-align:left;"
         "vertical-align:top}tr:nth-child(even){background:#f4f4f4}</style></head><body>\n"
         f"<h1>IES course run: {html.escape(run_dir.name)}</h1>\n<table>\n"
-        "<tr><th>notebook</th><th>source</th><th>status</th><th>seconds</th><th>key metrics</th>"
+        "<tr><th>notebook</th><th>source</th><th>status</th><th>seconds</th><th>verdicts</th><th>key metrics</th>"
         "<th>figures</th></tr>\n" + "\n".join(lines) + "\n</table>\n"
         + ("<h2>Course pages</h2>\n<ul>\n" + "\n".join(f'<li><a href="{html.escape(page)}">{html.escape(page)}</a>: '
                                                    f"{html.escape(title)}</li>" for page, title in pages)

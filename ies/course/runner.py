@@ -11,7 +11,9 @@ teacher's one command: the run into ``DIR`` plus the module's README (glossary),
 
 The teacher's tools of :mod:`ies.course.colab` share the notebook selection: ``--student DIR`` writes copies
 without the cells tagged ``solution`` (nothing runs); ``--colab-links [FILE]`` prints the "Open in Colab"
-table (or rewrites it in FILE).
+table (or rewrites it in FILE); ``--expected RUN_DIR ...`` writes the expected results of three or more
+reference runs into ``INSTRUCTORS.md`` (:mod:`ies.course.expected`). The index also counts each notebook's
+verdicts (:func:`ies.course.summary.tally_text`) and ``RUN_DIR/verdicts.csv`` holds the module's closing table.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ try:
     from traitlets import DottedObjectName, Type
 
     from . import colab as course
+    from .summary import READERS, module_verdicts, tally_text
 except ModuleNotFoundError as e:  # the course extra is not installed
     raise ModuleNotFoundError(
         f"`python -m ies notebooks` needs the course extra ({e.name} is missing): "
@@ -205,8 +208,12 @@ def render_run(out: Path, results: list[NotebookResult], notebooks_dir: Path | N
                 course.render_html(out / f"{r.name}.ipynb")
             except Exception as e:  # a page that cannot be rendered must not hide the run's result
                 print(f"warning: {r.name}.html not rendered: {type(e).__name__}: {e}", file=sys.stderr)
+    verdicts, _ = module_verdicts(out)
+    verdicts.to_csv(out / "verdicts.csv", index=False)  # the module's closing table, as the index counts it
     rows = [{"name": r.name, "status": r.status, "seconds": None if math.isnan(r.seconds) else r.seconds,
-             "metrics": key_metrics(r.metrics)} for r in results]
+             "metrics": key_metrics(r.metrics),
+             "verdicts": tally_text(verdicts[verdicts["notebook"] == r.name[:2]]) if r.name in READERS else ""}
+            for r in results]
     pages = course.write_site_pages(out, notebooks_dir) if notebooks_dir is not None else []
     return course.write_index(out, rows, pages)
 
@@ -217,6 +224,20 @@ def write_student(notebooks: list[Path], folder: Path) -> int:
     for name, count in removed.items():
         print(f"{name}: {count} solution cell(s) removed")
     print(f"student copies in {folder.resolve()}")
+    return 0
+
+
+def write_expected_results(run_dirs: list[str], instructors: Path) -> int:
+    """``--expected``: the reference runs' ranges into ``instructors`` (:mod:`ies.course.expected`)."""
+    from .expected import write_expected
+
+    try:
+        changed, table = write_expected(run_dirs, instructors)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{instructors}: {'expected results rewritten' if changed else 'already up to date'} "
+          f"from {len(run_dirs)} runs (table: {table})")
     return 0
 
 
@@ -268,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write student copies (cells tagged 'solution' removed, no outputs) into DIR; run nothing")
     parser.add_argument("--colab-links", metavar="FILE", nargs="?", const="-", default="",
                         help="print the 'Open in Colab' table, or rewrite it between its markers in FILE; run nothing")
+    parser.add_argument("--expected", metavar="RUN_DIR", nargs="+", default=[],
+                        help="write the expected results (verdicts and effect ranges, stable against seed-sensitive) "
+                        "of 3 or more reference runs into the notebooks' INSTRUCTORS.md; run nothing")
     parser.add_argument("--repository", metavar="OWNER/NAME", default="",
                         help="with --colab-links: the GitHub repository they open "
                         "(default: ies.course.colab.REPOSITORY)")
@@ -296,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         return write_student(notebooks, Path(args.student))
     if args.colab_links:
         return print_colab_links(notebooks, args.colab_links, args.repository, args.branch)
+    if args.expected:
+        return write_expected_results(args.expected, folder / "INSTRUCTORS.md")
     if args.site and args.output and Path(args.site).resolve() != Path(args.output).resolve():
         print("error: --site DIR writes the run into DIR: give --site or --output, not both", file=sys.stderr)
         return 2

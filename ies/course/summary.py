@@ -118,6 +118,25 @@ def module_verdicts(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows, columns=columns), missing
 
 
+def decided_share(table: pd.DataFrame) -> float:
+    """The share of the table's claims that are decided (``supported`` or ``not supported``); NaN for none."""
+    if not len(table):
+        return math.nan
+    return float(table["our verdict"].isin(stats.DECIDED).mean())
+
+
+def tally_text(table: pd.DataFrame) -> str:
+    """``2 supported, 1 not supported, 3 inconclusive: 3 of 6 decided (50 %)``; ``no claims`` for none."""
+    if not len(table):
+        return "no claims"
+    counts = tally(table)
+    order = ["supported", "not supported", "inconclusive", "illustration", "budget not reached", "not run"]
+    words = sorted(counts, key=lambda w: order.index(w) if w in order else len(order))
+    n_decided = int(table["our verdict"].isin(stats.DECIDED).sum())
+    return (", ".join(f"{counts[w]} {w}" for w in words)
+            + f": {n_decided} of {len(table)} decided ({100 * decided_share(table):.0f} %)")
+
+
 def tally(table: pd.DataFrame) -> dict[str, int]:
     """How many claims got each verdict (the words before any parenthesis: ``supported``, ...)."""
     return table["our verdict"].str.split(" [(]", regex=True).str[0].value_counts().to_dict()
