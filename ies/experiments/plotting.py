@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from . import stats
+
 #: One colour per method, the same in every notebook: the baseline is always blue, IES always orange. The
 #: variants of a method that a figure draws beside it ("IES + cap", 03's recheck) are methods of their own here.
 METHOD_COLORS = {
@@ -220,7 +222,8 @@ def plot_paired(ax: plt.Axes, runs, metric: str, *, methods: list[str] | None = 
                 label: str | None = None, xlabel: str = "method") -> plt.Axes:
     """A paired comparison over seeds from a long table ``runs`` (columns ``method``, ``seed``,
     ``metric``): one dot per (method, seed) in the method's colour, a grey line joining the values of
-    the same seed, and the mean +- standard deviation over seeds beside each method's dots.
+    the same seed, and the mean with its 95 % interval (:func:`ies.experiments.stats.half_width`) beside
+    each method's dots.
     ``percent`` scales the values by 100; ``label`` and ``xlabel`` name the axes."""
     scale = 100.0 if percent else 1.0
     wide = runs.pivot_table(index="seed", columns="method", values=metric) * scale
@@ -232,7 +235,7 @@ def plot_paired(ax: plt.Axes, runs, metric: str, *, methods: list[str] | None = 
     for i, m in enumerate(methods):
         values = wide[m].dropna()
         ax.scatter([i] * len(values), values, color=color(m), s=28, zorder=2)
-        ax.errorbar(i + 0.18, values.mean(), yerr=values.std() if len(values) > 1 else None, fmt="D",
+        ax.errorbar(i + 0.18, values.mean(), yerr=stats.half_width(values) if len(values) > 1 else None, fmt="D",
                     color=color(m), capsize=4, ms=6, zorder=3)
     ax.set_xticks(list(x), methods)
     ax.set_xlim(-0.5, len(methods) - 0.5)
@@ -267,15 +270,15 @@ def _known(label: str) -> bool:
 
 def ablation_panels(table, panels: Mapping[str, Sequence[str]], *, baseline: str | None = None,
                     colors: Mapping[str, str] | None = None, x: str = "saved_mean", y: str = "best_acc_mean",
-                    xerr: str | None = "saved_std", yerr: str | None = "best_acc_std", label: str = "label",
+                    xerr: str | None = "saved_ci", yerr: str | None = "best_acc_ci", label: str = "label",
                     ylabel: str = "best test accuracy (%)", ncols: int = 4) -> plt.Figure:
     """Small multiples of accuracy against backprop saved, one panel per ablation family.
 
     ``table`` has one row per setting (e.g. :func:`ies.experiments.sweep.aggregate` plus a ``label`` column);
     ``panels`` maps a panel title to the labels drawn in it (labels absent from ``table`` are skipped,
     panels left empty are not drawn). Every panel shows the ``baseline`` row (a setting index of
-    ``table``) as a dotted line with its spread over seeds as a band, in the baseline's colour, and
-    each of its settings as a point with the seed spread as error bars (``xerr``/``yerr`` columns,
+    ``table``) as a dotted line with its 95 % interval as a band, in the baseline's colour, and
+    each of its settings as a point with the 95 % intervals of its means as error bars (``xerr``/``yerr`` columns,
     skipped where absent), coloured by ``colors`` (label -> colour; the others: :func:`setting_colors`)
     and named in the panel's legend. All panels share both axes, in percent."""
     t = table.copy()
@@ -318,7 +321,7 @@ def mastered_curves(histories, facets: dict[str, list[str]], *, label: str = "la
                     y: str = "excluded_fraction", ncols: int = 3, colors: dict[str, str] | None = None) -> plt.Figure:
     """``y`` (default: the fraction of samples left out of backprop) against epoch, one panel per facet
     (``{title: [labels]}``) and one line per label inside it, mean over the runs of that label with
-    the standard deviation as a band. ``histories`` is a long table (``ies.experiments.sweep.load_histories``
+    the 95 % interval of that mean as a band. ``histories`` is a long table (``ies.experiments.sweep.load_histories``
     plus a ``label`` column). Every label has its colour and line style of the registry (:func:`style`; a random
     control dashed, so that it shows on top of the run whose budget it copies, which it matches epoch by epoch);
     ``colors`` overrides some. Both axes are labelled, the y axis in percent."""
@@ -331,8 +334,8 @@ def mastered_curves(histories, facets: dict[str, list[str]], *, label: str = "la
             order = [v for v in labels if v in set(rows[label])]
             palette = setting_colors(order, colors)
             for i, name in enumerate(order):
-                curve = rows[rows[label] == name].groupby("epoch")["_pct"].agg(["mean", "std"]).fillna(0.0)
-                ax.fill_between(curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"],
+                curve = rows[rows[label] == name].groupby("epoch")["_pct"].agg(["mean", stats.half_width])
+                ax.fill_between(curve.index, curve["mean"] - curve["half_width"], curve["mean"] + curve["half_width"],
                                 color=palette[name], alpha=0.15, lw=0)
                 ax.plot(curve.index, curve["mean"], ls=style(name)["ls"], color=palette[name], label=name,
                         **layered(i, len(order)))

@@ -127,6 +127,14 @@ def interval(differences: Sequence[float] | pd.Series | np.ndarray, confidence: 
     return Interval(mean, std, n, mean - half, mean + half, confidence, floor, floor > sample)
 
 
+def half_width(values: Sequence[float] | pd.Series | np.ndarray, confidence: float = 0.95,
+               floor: float = 0.0) -> float:
+    """The half-width of the ``confidence`` t interval of the mean of ``values`` (:meth:`Interval.half`),
+    0.0 below two values: the error bar of every table and figure of the course (not ± the std)."""
+    iv = interval(values, confidence, floor)
+    return iv.half if iv.n > 1 else 0.0
+
+
 def paired_interval(table: pd.DataFrame, metric: str, a: str, b: str, *, by: str = "setting",
                     pair: str = "seed", confidence: float = 0.95, n_test: int | None = None) -> Interval:
     """:func:`interval` of :func:`paired_differences` (``a - b`` per seed), the spread floored at the

@@ -100,8 +100,9 @@ def paired_difference(results: pd.DataFrame, a: str, b: str, metric: str = "test
 def aggregate(results: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """Mean and spread over seeds per setting (index): ``runs``, ``acc_mean``, ``acc_std`` (final test
     accuracy), ``best_acc_mean``, ``best_acc_std`` (best over epochs, the paper's metric),
-    ``saved_mean``, ``saved_std``, ``wall_mean``; with ``baseline`` (a setting) also ``acc_diff`` /
-    ``acc_diff_std`` and ``best_acc_diff`` / ``best_acc_diff_std`` (paired by seed, see
+    ``saved_mean``, ``saved_std``, ``wall_mean``, the 95 % interval half-widths of the means ``acc_ci``,
+    ``best_acc_ci``, ``saved_ci`` (:func:`ies.experiments.stats.half_width`, the error bars); with
+    ``baseline`` (a setting) also ``acc_diff`` / ``acc_diff_std`` and ``best_acc_diff`` / ``best_acc_diff_std`` (paired by seed, see
     :func:`paired_difference`) and ``wall_ratio`` (mean wall time / the baseline's)."""
     table = finished_runs(results).groupby("setting", sort=False).agg(
         runs=("run_id", "size"),
@@ -109,6 +110,8 @@ def aggregate(results: pd.DataFrame, baseline: str | None = None) -> pd.DataFram
         best_acc_mean=("best_test_accuracy", "mean"), best_acc_std=("best_test_accuracy", "std"),
         saved_mean=("backprop_saving", "mean"), saved_std=("backprop_saving", "std"),
         wall_mean=("wall_time_s", "mean"),
+        acc_ci=("test_accuracy", stats.half_width), best_acc_ci=("best_test_accuracy", stats.half_width),
+        saved_ci=("backprop_saving", stats.half_width),
     )
     if baseline is not None and baseline in table.index:
         for metric, column in (("test_accuracy", "acc_diff"), ("best_test_accuracy", "best_acc_diff")):
