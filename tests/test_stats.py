@@ -92,3 +92,9 @@ def test_pm_shows_the_interval_and_explain_the_detectable_effect():
     assert "contains the bound" in text and f"{4.302652729911275 / math.sqrt(3):.2f} x" in text
     assert "illustration" in stats.explain(stats.interval([1.0, 2.0]))
     assert "above the bound" in stats.explain(stats.interval([1.0, 1.1, 1.2]))
+
+
+def test_half_width_is_the_error_bar_of_a_mean():
+    assert stats.half_width([1.0, 2.0, 3.0]) == pytest.approx(4.302652729911275 / math.sqrt(3))
+    assert stats.half_width([5.0]) == 0.0
+    assert stats.half_width([1.0, 1.0, 1.0], floor=0.5) == pytest.approx(4.302652729911275 * 0.5 / math.sqrt(3))

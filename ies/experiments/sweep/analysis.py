@@ -102,8 +102,9 @@ def aggregate(results: pd.DataFrame, baseline: str | None = None) -> pd.DataFram
     accuracy), ``best_acc_mean``, ``best_acc_std`` (best over epochs, the paper's metric),
     ``saved_mean``, ``saved_std``, ``wall_mean``, the 95 % interval half-widths of the means ``acc_ci``,
     ``best_acc_ci``, ``saved_ci`` (:func:`ies.experiments.stats.half_width`, the error bars); with
-    ``baseline`` (a setting) also ``acc_diff`` / ``acc_diff_std`` and ``best_acc_diff`` / ``best_acc_diff_std`` (paired by seed, see
-    :func:`paired_difference`) and ``wall_ratio`` (mean wall time / the baseline's)."""
+    ``baseline`` (a setting) also ``acc_diff`` / ``acc_diff_std`` and ``best_acc_diff`` /
+    ``best_acc_diff_std`` (paired by seed, see :func:`paired_difference`) and ``wall_ratio`` (mean wall
+    time / the baseline's)."""
     table = finished_runs(results).groupby("setting", sort=False).agg(
         runs=("run_id", "size"),
         acc_mean=("test_accuracy", "mean"), acc_std=("test_accuracy", "std"),
