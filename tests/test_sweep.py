@@ -3,7 +3,9 @@ failures, timeouts, matched random control, resume), and the analysis of the res
 
 import json
 import math
+import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -421,3 +423,24 @@ def test_forkable_refuses_a_script_run_by_path(monkeypatch):
     del script.__file__  # a notebook kernel's or an interactive session's main
     script.__spec__ = None
     assert pool.forkable() == pool.FORKSERVER
+
+
+def test_two_processes_sharing_a_cache_train_each_run_once(tmp_path):
+    # two notebooks of one run folder started at once (the instructors' plan runs 02 and 03 together): the
+    # second waits for the run folder's lock and finds the run finished (cached), instead of training into it
+    script = (
+        "import sys\n"
+        "from ies import Config\n"
+        "from ies.experiments.sweep import run_sweep\n"
+        "cfg = Config(dataset='synthetic', dataset_size=300, model='mlp', batch_size=32, epochs=150, progress=False)\n"
+        "t = run_sweep(cfg, None, [{'threshold': 0.0}], output=sys.argv[1], in_process=sys.argv[2] == '1',\n"
+        "              progress=False)\n"
+        "print(t['status'].iloc[0])\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), flag], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1]) for flag in ("1", "0")]
+    statuses = sorted(p.communicate(timeout=300)[0].strip() for p in procs)
+    assert all(p.returncode == 0 for p in procs)
+    assert statuses == ["cached", "done"], statuses
+    (folder,) = [p.parent for p in tmp_path.glob("*/metrics.json")]
+    assert json.loads((folder / "metrics.json").read_text())["epochs_completed"] == 150

@@ -2,16 +2,24 @@
 
 A run's folder holds the files :func:`ies.train` writes (``metrics.json``, ``history.csv``,
 ``checkpoint.pt``) and those of the sweep: ``config.json`` (the configuration the worker trains),
-``sweep_run.json`` (status, exit code, process seconds), ``stdout.log`` and ``stderr.log``.
+``sweep_run.json`` (status, exit code, process seconds), ``stdout.log`` and ``stderr.log``, and ``.lock``,
+held while a run trains there (:func:`claimed`), so that two processes sharing one cache (two notebooks of
+a run folder, started at once) never train into the same folder: the second waits and finds it finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs of one folder are not guarded against each other
+    fcntl = None
 
 from ...training.config import RUN_CONTROL_FIELDS, Config
 
@@ -88,3 +96,19 @@ def prepare(cfg: Config, fresh: bool = False) -> Config:
 def process_seconds(cfg: Config) -> float | None:
     """Seconds the run's process took when it last ran (from ``sweep_run.json``), if recorded."""
     return read_json(Path(cfg.output) / "sweep_run.json").get("process_seconds")
+
+
+@contextlib.contextmanager
+def claimed(folder: str | Path) -> Iterator[None]:
+    """Hold ``folder/.lock`` (an exclusive ``fcntl.flock``) for the block: another process that claims the same
+    run folder waits until this one is done. Nothing is locked where ``fcntl`` is missing (Windows)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -42,6 +42,8 @@ class PlannedRun:
         config: the full configuration (``None`` if the overrides are invalid).
         error: why the configuration is invalid (empty when it is valid).
         depends_on: the run of this sweep whose ``history.csv`` is this run's ``random_budget``, if any.
+        reusable: set by the executor: a run still to do that counts as cached if another process sharing
+            the cache finishes it first.
     """
 
     run_id: str
@@ -50,6 +52,7 @@ class PlannedRun:
     config: Config | None = None
     error: str = ""
     depends_on: str | None = None
+    reusable: bool = False
 
 
 def format_value(value: Any) -> str:

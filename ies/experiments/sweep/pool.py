@@ -126,7 +126,10 @@ def run_sweep(
 
 def _triage(runs: list[PlannedRun], rerun: bool) -> tuple[dict[str, Outcome], list[PlannedRun]]:
     """Outcomes known without running (invalid, cached) and the runs still to run, in plan order.
-    A random control runs again whenever its reference does (its budget may change)."""
+    A random control runs again whenever its reference does (its budget may change). A run to do that
+    may still be reused (not ``rerun``, its reference not run again) is marked ``reusable``: if another
+    process finishes it while this one waits for its folder (:func:`ies.experiments.sweep.cache.claimed`),
+    it counts as cached."""
     outcomes: dict[str, Outcome] = {}
     todo: list[PlannedRun] = []
     fresh: set[str] = set()
@@ -136,9 +139,17 @@ def _triage(runs: list[PlannedRun], rerun: bool) -> tuple[dict[str, Outcome], li
         elif not rerun and r.depends_on not in fresh and cache.finished(r.config):
             outcomes[r.run_id] = Outcome("cached", seconds=cache.process_seconds(r.config))
         else:
+            r.reusable = not rerun and r.depends_on not in fresh
             todo.append(r)
             fresh.add(r.run_id)
     return outcomes, todo
+
+
+def _cached_meanwhile(r: PlannedRun) -> Outcome | None:
+    """Inside the run's claim: the outcome ``cached`` when another process finished it meanwhile."""
+    if r.reusable and cache.finished(r.config):
+        return Outcome("cached", seconds=cache.process_seconds(r.config))
+    return None
 
 
 def _environment(threads: int | None, jobs: int) -> dict[str, str]:
@@ -170,12 +181,17 @@ def _execute_here(todo: list[PlannedRun], outcomes: dict[str, Outcome], report: 
             outcomes[r.run_id] = Outcome("blocked", f"its reference run {r.depends_on!r} {status}")
         else:
             t0 = time.perf_counter()
-            try:
-                run_here(r.config)
-                outcomes[r.run_id] = Outcome("done", seconds=time.perf_counter() - t0)
-            except (ValueError, RuntimeError, FloatingPointError, OSError) as e:
-                outcomes[r.run_id] = Outcome("failed", f"{type(e).__name__}: {e}", time.perf_counter() - t0)
+            with cache.claimed(r.config.output):
+                outcomes[r.run_id] = _cached_meanwhile(r) or _train_here(r, t0)
         report(r)
+
+
+def _train_here(r: PlannedRun, t0: float) -> Outcome:
+    try:
+        run_here(r.config)
+        return Outcome("done", seconds=time.perf_counter() - t0)
+    except (ValueError, RuntimeError, FloatingPointError, OSError) as e:
+        return Outcome("failed", f"{type(e).__name__}: {e}", time.perf_counter() - t0)
 
 
 def _execute(todo: list[PlannedRun], outcomes: dict[str, Outcome], *, jobs: int, python: str, env: dict[str, str],
@@ -221,7 +237,14 @@ def _execute(todo: list[PlannedRun], outcomes: dict[str, Outcome], *, jobs: int,
 def _run_one(run: PlannedRun, python: str, env: dict[str, str], timeout: float | None,
              processes: _Processes) -> Outcome:
     """Train one run in its own process: its configuration written to ``config.json`` in its folder
-    (atomically), its output to ``stdout.log`` / ``stderr.log``, its outcome to ``sweep_run.json``."""
+    (atomically), its output to ``stdout.log`` / ``stderr.log``, its outcome to ``sweep_run.json``; all of it
+    inside the folder's claim (:func:`ies.experiments.sweep.cache.claimed`)."""
+    with cache.claimed(run.config.output):
+        return _cached_meanwhile(run) or _run_claimed(run, python, env, timeout, processes)
+
+
+def _run_claimed(run: PlannedRun, python: str, env: dict[str, str], timeout: float | None,
+                 processes: _Processes) -> Outcome:
     cfg = cache.prepare(run.config)
     folder = Path(cfg.output)
     write_json(folder / "config.json", cfg.to_dict())
