@@ -415,7 +415,7 @@ def test_notebook_04_runs_in_the_smoke_profile_and_reports_what_it_ran(tmp_path)
                                parameters={"PROFILE": "smoke", "OUTPUT_DIR": str(out)}, cwd=str(repo),
                                progress_bar=False, kernel_name="python3")
     metrics = json.loads((out / "metrics.json").read_text())
-    results = pd.read_csv(out / "runs" / "results.csv")
+    results = pd.read_csv(out / "results.csv")
     assert metrics["profile"] == "smoke" and metrics["runs"] == len(results) == 3
     assert set(results["status"]) == {"done"}
     assert set(metrics["settings"]) == {"baseline", "IES (paper)", "random @ IES (paper)"}
@@ -424,6 +424,11 @@ def test_notebook_04_runs_in_the_smoke_profile_and_reports_what_it_ran(tmp_path)
         assert metrics["settings"][label]["accuracy"] == pytest.approx(rows["test_accuracy"].mean())
         assert metrics["settings"][label]["backprop_saving"] == pytest.approx(rows["backprop_saving"].mean())
     assert len(metrics["claims"]) == 4 and all(isinstance(v, str) for v in metrics["claims"].values())
+    rows = metrics["claims_table"]  # one seed: illustrations or not run, never a verdict
+    assert [r["claim"] for r in rows] == list(metrics["claims"])
+    assert {r["verdict"] for r in rows} <= {"illustration (fewer than 3 seeds)", "not run"}
+    assert all(r["seeds"] <= 1 for r in rows) and metrics["power"]["num_test"] == 200
+    assert not (out / "runs").exists() and (tmp_path / "runs").is_dir()  # the run folder's shared cache
     assert (out / "pareto.png").exists() and (out / "mastered_fraction.png").exists()
 
 

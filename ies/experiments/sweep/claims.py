@@ -169,7 +169,7 @@ def _order_claim(orders: Mapping[int, str], against_baseline, saved: pd.Series, 
     same = {n: stats.verdict(iv, -tolerance) for n, iv in ran.items()}  # at the baseline's accuracy?
     decider, note = ran.get(2), "N=2 against the baseline"
     if 2 not in ran or len(ran) < 2:
-        verdict = stats.NOT_RUN
+        verdict, decider = stats.NOT_RUN, None
     elif same[2] != stats.SUPPORTED:
         verdict = same[2]
     else:  # N = 2 loses to an order that saves more at the baseline's accuracy too
