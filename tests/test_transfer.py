@@ -288,8 +288,13 @@ def test_claim_verdict_on_hand_made_numbers():
     flat = claim_verdict(table([0.02, -0.02, 0.01]))
     assert flat.supports is None and flat.wins == 2 and "neither" in flat.text
     assert claim_verdict(table([0.05])).supports is None
-    # two seeds: t(0.975, 1) = 12.706, so 0.01 and 0.02 do not exclude 0
-    assert claim_verdict(table([0.01, 0.02])).supports is None
+    # two seeds: an illustration, never a verdict
+    assert claim_verdict(table([0.01, 0.02])).verdict == stats.FEW_SEEDS
+    # on 100 target test samples at a mean accuracy of 0.51 the spread is floored at sqrt(0.51 * 0.49 / 100)
+    floored = claim_verdict(table([0.02, 0.025, 0.015]), n_test=100)
+    assert floored.std == pytest.approx(math.sqrt(0.51 * 0.49 / 100)) and floored.verdict == stats.WITHIN_NOISE
+    assert "floored at the test set's binomial noise" in floored.why
+    assert "all of it above the bound +0.00 pt" in up.why
     assert method_differences(table([0.1, 0.2]), "probe_accuracy").round(12).tolist() == [0.1, 0.2]
 
 
