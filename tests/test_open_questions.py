@@ -24,9 +24,9 @@ def test_every_setting_is_a_valid_config_and_twins_point_at_their_capped_run():
         assert "class_cap" not in p
     assert "long tail · random @ cap" not in table
     # the levels section: N = 2 and the loss rule's order N = 0 under noise at one threshold; 0 leaves it out
-    assert table["noisy · N=0, δ=0.1"] == ("levels", {"label_noise": 0.2, "noise_type": "symmetric",
+    assert table["noisy δ=0.1 · N=0"] == ("levels", {"label_noise": 0.2, "noise_type": "symmetric",
                                                       "threshold": 0.1, "order": 0})
-    assert table["noisy · N=2, δ=0.1"][1]["threshold"] == 0.1 and "order" not in table["noisy · N=2, δ=0.1"][1]
+    assert table["noisy δ=0.1 · N=2"][1]["threshold"] == 0.1 and "order" not in table["noisy δ=0.1 · N=2"][1]
     assert not any(s == "levels" for s, _ in oq.settings(level_threshold=0).values())
 
 

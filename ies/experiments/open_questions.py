@@ -58,9 +58,9 @@ def settings(*, noise_rate: float = 0.2, noise_type: str = "symmetric", imbalanc
         "transformer · IES": ("architecture", vit),
     }
     if level_threshold:
-        out[f"noisy · N=2, δ={level_threshold:g}"] = ("levels", {**noise, "threshold": float(level_threshold)})
-        out[f"noisy · N=0, δ={level_threshold:g}"] = ("levels", {**noise, "threshold": float(level_threshold),
-                                                                  "order": 0})
+        at = f"noisy δ={level_threshold:g}"  # the context of the label: the data and the threshold
+        out[f"{at} · N=2"] = ("levels", {**noise, "threshold": float(level_threshold)})
+        out[f"{at} · N=0"] = ("levels", {**noise, "threshold": float(level_threshold), "order": 0})
     for section, prefix in (("long_tail", "long tail"), ("subgroup", "subgroup")):
         if section in twins:
             capped = out[f"{prefix} · IES + cap"][1]
