@@ -354,4 +354,10 @@ def test_notebook_runs_in_the_smoke_profile(tmp_path):
     for key in ("probe_accuracy", "finetune_accuracy"):
         diff = method_differences(runs, key)
         assert metrics["verdict"][key]["mean_difference"] == pytest.approx(diff.mean())
+    # the rows of the module's closing table: two seeds give illustrations, with the effect in points
+    rows = metrics["claims_table"]
+    assert [r["verdict"] for r in rows] == ["illustration (fewer than 3 seeds)"] * 2
+    probe = 100 * method_differences(runs, "probe_accuracy").mean()
+    assert rows[0]["seeds"] == 2 and rows[0]["effect"] == pytest.approx(probe)
+    assert "linear probe" in rows[0]["claim"] and "needs at least 3 seeds" in rows[0]["why"]
     assert (out / "transfer.png").exists()
