@@ -185,3 +185,22 @@ def test_subset_of_a_label_sorted_file_is_a_fixed_random_draw(tmp_path):
     full = torch.as_tensor(arrays["x_train"])
     rows = [int((full == x).flatten(1).all(1).nonzero()[0]) for x in small.x_train]
     assert rows == sorted(set(rows)) and torch.equal(small.y_train, torch.as_tensor(arrays["y_train"][rows]))
+
+
+def test_mnist1d_test_size_generates_a_larger_test_split_and_keeps_the_training_size(tmp_path):
+    from ies import Config
+
+    d = D.load_dataset("mnist1d", tmp_path, 500, test_size=600)  # 80 % of 500 for training, 600 for testing
+    assert d.num_train == 400 and len(d.y_test) == 600 and d.x_test.shape[1:] == d.x_train.shape[1:]
+    assert (tmp_path / "mnist1d_500_test600.npz").exists()
+    assert set(d.y_test.tolist()) == set(range(10))
+    again = D.load_dataset("mnist1d", tmp_path, 500, test_size=600)  # from the cache: the same samples
+    assert torch.equal(again.x_test, d.x_test) and torch.equal(again.y_train, d.y_train)
+    with pytest.raises(ValueError, match="test_size applies to the generated mnist1d only"):
+        D.load_dataset("synthetic", tmp_path, 500, test_size=600)
+    with pytest.raises(ValueError, match="multiple of the 10 classes"):
+        D.load_dataset("mnist1d", tmp_path, 500, test_size=605)
+    with pytest.raises(ValueError, match="test_size applies to the generated mnist1d only"):
+        Config(dataset="synthetic", test_size=10)
+    with pytest.raises(ValueError, match="test_size must be >= 0"):
+        Config(test_size=-1)

@@ -23,15 +23,33 @@ def test_every_setting_is_a_valid_config_and_twins_point_at_their_capped_run():
         assert label_of[ref] == "subgroup · IES + cap" and ref.endswith(f"seed={p['seed']}")
         assert "class_cap" not in p
     assert "long tail · random @ cap" not in table
+    # the levels section: N = 2 and the loss rule's order N = 0 under noise at one threshold; 0 leaves it out
+    assert table["noisy δ=0.1 · N=0"] == ("levels", {"label_noise": 0.2, "noise_type": "symmetric",
+                                                      "threshold": 0.1, "order": 0})
+    assert table["noisy δ=0.1 · N=2"][1]["threshold"] == 0.1 and "order" not in table["noisy δ=0.1 · N=2"][1]
+    assert not any(s == "levels" for s, _ in oq.settings(level_threshold=0).values())
 
 
 def test_claim_pairs_by_seed_and_uses_the_one_verdict_rule():
     runs = pd.DataFrame({"label": ["a", "a", "a", "b", "b", "b"], "seed": [0, 1, 2, 0, 1, 2],
                          "m": [0.5, 0.6, 0.7, 0.4, 0.5, 0.6]})
     row = oq.claim(runs, "a beats b", "m", "a", "b")
-    assert row["verdict"] == "supported" and row["difference"] == "+10.00 ± 0.00 pt (3 seeds)"
+    assert row["verdict"] == "supported" and row["difference"] == "+10.00 pt [+10.00, +10.00] (3 seeds)"
+    assert (row["seeds"], row["effect"], row["low"], row["high"], row["bound"]) == pytest.approx((3, 10, 10, 10, 0))
+    assert "all of it above the bound +0.00 pt" in row["why"]
     assert oq.claim(runs, "b beats a", "m", "b", "a")["verdict"] == "not supported"
-    assert oq.claim(runs[runs.seed == 0], "one", "m", "a", "b")["verdict"] == "inconclusive (one seed)"
+    two = oq.claim(runs[runs.seed < 2], "two", "m", "a", "b")
+    assert two["verdict"] == "illustration (fewer than 3 seeds)" and two["seeds"] == 2
+    # an accuracy measured on 100 test samples: the spread is floored at sqrt(p (1 - p) / 100), p the mean of
+    # both sides (0.55): the half-width is t(0.975, 2) * 0.04975 / sqrt(3) = 12.36 pt
+    floored = oq.claim(runs, "a beats b", "m", "a", "b", n_test=100)
+    half = 4.302652729911275 * math.sqrt(0.55 * 0.45 / 100) / math.sqrt(3)
+    assert floored["verdict"] == "inconclusive (within seed noise)"
+    assert (floored["low"], floored["high"]) == pytest.approx((10 - 100 * half, 10 + 100 * half))
+    # every seed exactly at the bound (both sides all zero): a tie, said as such
+    zeros = runs.assign(m=0.0)
+    tie = oq.claim(zeros, "a excludes more than b", "m", "a", "b")
+    assert tie["verdict"] == oq.TIE and "every one of the 3 seeds gives exactly +0.00 pt" in tie["why"]
 
 
 def test_early_stop_epoch_by_hand():
@@ -50,12 +68,12 @@ def test_run_table_reads_metrics_and_group_headlines(tmp_path):
     (tmp_path / rid).mkdir()
     (tmp_path / rid / "metrics.json").write_text(
         '{"test_accuracy": 0.8, "best_test_accuracy": 0.85, "backprop_saving": 0.0, "compute_saving": 0.0,'
-        ' "groups": {"worst_class_test_accuracy": 0.5}}')
+        ' "num_test": 400, "groups": {"worst_class_test_accuracy": 0.5}}')
     results = pd.DataFrame({"run_id": [rid, "other"], "status": ["done", "failed"], "seed": [0, 0]})
     table = oq.run_table(results, tmp_path, {rid: "clean · baseline"}, oq.settings())
     assert table.to_dict("records") == [{
         "label": "clean · baseline", "section": "noise", "seed": 0, "run_id": rid, "test_accuracy": 0.8,
-        "best_test_accuracy": 0.85, "backprop_saving": 0.0, "compute_saving": 0.0,
+        "best_test_accuracy": 0.85, "backprop_saving": 0.0, "compute_saving": 0.0, "num_test": 400,
         "worst_class_test_accuracy": 0.5}]
     assert not math.isnan(table.test_accuracy[0])
 

@@ -25,6 +25,7 @@ from ies.experiments.sweep import (
     setting_id,
     worker_command,
 )
+from ies.experiments.sweep.claims import equal_saving_interval, smallest_detectable
 
 TINY = Config(dataset="synthetic", dataset_size=300, model="mlp", batch_size=32, epochs=6, progress=False)
 
@@ -276,20 +277,22 @@ def test_aggregate_and_paired_difference_by_hand():
     assert t.loc["ies", "wall_ratio"] == pytest.approx((6 + 5 + 5) / 3 / 10)
 
 
-# Two seeds whose differences are equal have a zero-width t interval: the verdict is decided.
-# Accuracies are best-over-epochs (the paper's metric); "pt" = accuracy points.
+# Three seeds whose differences are equal have a zero-width t interval: the verdict is decided (no num_test
+# column: no binomial floor). Accuracies are best-over-epochs (the paper's metric); "pt" = accuracy points.
+SEEDS3 = (0, 1, 2)
 PAPER_ROWS = (
-    [("base", s, 0.90 + 0.01 * s, 0.0) for s in (0, 1)]
-    + [("n0", s, 0.90 + 0.01 * s, 0.05) for s in (0, 1)]    # +0 pt, saves 5 %
-    + [("n1", s, 0.895 + 0.01 * s, 0.30) for s in (0, 1)]   # -0.5 pt: not the baseline's accuracy
-    + [("n2", s, 0.899 + 0.01 * s, 0.45) for s in (0, 1)]   # -0.1 pt, saves 45 %: the default, delta 1e-3
-    + [("n3", s, 0.85 + 0.01 * s, 0.60) for s in (0, 1)]    # saves most, loses 5 pt
-    + [("t4", s, 0.90 + 0.01 * s, 0.10) for s in (0, 1)]
-    + [("t1", s, 0.87 + 0.01 * s, 0.70) for s in (0, 1)]    # -3 pt: beyond the paper's 2
-    + [("t2", s, 0.885 + 0.01 * s, 0.60) for s in (0, 1)]   # -1.5 pt: within the paper's 2
-    + [("rnd", 0, 0.89, 0.45), ("rnd", 1, 0.91, 0.45)]      # IES - random: +0.9 and -0.1 pt
+    [("base", s, 0.90 + 0.01 * s, 0.0) for s in SEEDS3]
+    + [("n0", s, 0.90 + 0.01 * s, 0.05) for s in SEEDS3]    # +0 pt, saves 5 %
+    + [("n1", s, 0.895 + 0.01 * s, 0.30) for s in SEEDS3]   # -0.5 pt: not the baseline's accuracy
+    + [("n2", s, 0.899 + 0.01 * s, 0.45) for s in SEEDS3]   # -0.1 pt, saves 45 %: the default, delta 1e-3
+    + [("n3", s, 0.85 + 0.01 * s, 0.60) for s in SEEDS3]    # saves most, loses 5 pt
+    + [("t4", s, 0.90 + 0.01 * s, 0.10) for s in SEEDS3]
+    + [("t1", s, 0.87 + 0.01 * s, 0.70) for s in SEEDS3]    # -3 pt: beyond the paper's 2
+    + [("t2", s, 0.885 + 0.01 * s, 0.60) for s in SEEDS3]   # -1.5 pt: within the paper's 2
+    + [("rnd", 0, 0.89, 0.45), ("rnd", 1, 0.91, 0.45), ("rnd", 2, 0.915, 0.45)]  # IES - random: +0.9, -0.1, +0.4
 )
 ORDERS = {0: "n0", 1: "n1", 2: "n2", 3: "n3"}
+T975_2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2): the 95 % t quantile with 3 seeds
 
 
 def _claims(rows, **kwargs):
@@ -300,39 +303,85 @@ def _claims(rows, **kwargs):
 
 def test_paper_claims_verdicts_by_hand():
     claims = _claims(PAPER_ROWS)
-    assert list(claims.columns) == ["claim", "verdict", "evidence", "paper"]
+    assert list(claims.columns) == ["claim", "verdict", "evidence", "paper", "seeds", "effect", "low", "high",
+                                    "unit", "bound", "why"]
     assert claims["verdict"].tolist() == [
         "supported",       # N = 1 and N = 3 are below the baseline's accuracy; N = 2 saves more than N = 0
         "not supported",   # 1e-1 loses 3 pt, more than the paper's 2
         "supported",       # 45 % saved (>= 40.7 %), -0.1 pt (within 0.2)
-        "inconclusive (within seed noise)",  # +0.4 pt on average, but +0.9 and -0.1: a t interval around 0
+        "inconclusive (within seed noise)",  # +0.4 pt on average, but +0.9, -0.1, +0.4: a t interval around 0
     ]
     assert "N=2" in claims["evidence"][0] and "best: N=2" in claims["evidence"][0]
+    # the deciding intervals: N = 2 against the baseline (-0.1 pt, zero width) for the order ...
+    assert claims["seeds"].tolist() == [3, 3, 3, 3]
+    assert claims.loc[0, ["effect", "low", "high", "bound"]].tolist() == pytest.approx([-0.1, -0.1, -0.1, -0.2])
+    # ... the threshold past its bound (1e-1: -3 pt against -2) ...
+    assert claims.loc[1, ["effect", "bound"]].tolist() == pytest.approx([-3.0, -2.0])
+    assert claims["why"][1].startswith("deciding threshold δ = 0.1")
+    # ... the accuracy for the saving claim (the saving, 45 %, is further from its 40.7 % than -0.1 from -0.2)
+    assert claims.loc[2, ["effect", "bound"]].tolist() == pytest.approx([-0.1, -0.2])
+    assert claims["why"][2].startswith("deciding: the best accuracy")
+    # the random control: mean +0.4 pt, sample std 0.5 pt, half-width t * 0.5 / sqrt(3)
+    half = T975_2 * 0.5 / math.sqrt(3)
+    assert claims.loc[3, ["effect", "low", "high"]].tolist() == pytest.approx([0.4, 0.4 - half, 0.4 + half])
+    assert f"±{half:.2f} pt" in claims["why"][3] and "contains the bound +0.00 pt" in claims["why"][3]
     # -1.5 pt over delta is within the paper's "about 2 %"; a 0.2 pt tolerance would reject it
     assert _claims(PAPER_ROWS, thresholds={1e-4: "t4", 1e-2: "t2"})["verdict"][1] == "supported"
     assert _claims(PAPER_ROWS, thresholds={1e-4: "t4", 1e-2: "t2"}, delta_tolerance=0.002)["verdict"][1] == \
         "not supported"
     # an order that saves more than N = 2 at the baseline's accuracy beats it; a noisy one leaves it open
     rival = [r for r in PAPER_ROWS if r[0] != "n3"]
-    assert _claims(rival + [("n3", s, 0.90 + 0.01 * s, 0.60) for s in (0, 1)])["verdict"][0] == "not supported"
-    assert _claims(rival + [("n3", 0, 0.905, 0.6), ("n3", 1, 0.905, 0.6)])["verdict"][0] == \
+    beaten = _claims(rival + [("n3", s, 0.90 + 0.01 * s, 0.60) for s in SEEDS3])
+    assert beaten["verdict"][0] == "not supported" and beaten["why"][0].startswith("N=3 (saves more)")
+    assert _claims(rival + [("n3", 0, 0.905, 0.6), ("n3", 1, 0.905, 0.6), ("n3", 2, 0.93, 0.6)])["verdict"][0] == \
         "inconclusive (within seed noise)"
-    # less saving than the paper's 40.7 %: not supported, whatever the accuracy
+    # less saving than the paper's 40.7 %: not supported, whatever the accuracy; the saving decides
     low = _claims(PAPER_ROWS, default="n0", orders={}, thresholds={}, random_pairs={})
     assert low["verdict"].tolist() == ["not run", "not run", "not supported"]
+    assert low.loc[2, ["effect", "low", "high", "bound"]].tolist() == pytest.approx([5.0, 5.0, 5.0, 40.7])
+    assert low["unit"][2] == "%" and low["why"][2].startswith("deciding: the backprop saved")
     # a clear random-control win, and a claim about settings that did not run
-    rows2 = PAPER_ROWS[:8] + [("rnd", 0, 0.85, 0.45), ("rnd", 1, 0.86, 0.45)]
+    rows2 = PAPER_ROWS[:12] + [("rnd", s, 0.85 + 0.01 * s, 0.45) for s in SEEDS3]
     c = _claims(rows2, orders={2: "n2"}, thresholds={}, random_pairs={"n2": "rnd", "n3": "missing"})
     assert c["verdict"].tolist() == ["not run", "not run", "supported", "supported", "not run"]
-    assert "Random Remove" in c["claim"][3]
-    # one seed decides nothing; a random control of a run that excluded nothing neither
-    one = [("base", 0, 0.90, 0.0), ("ies", 0, 0.95, 0.5), ("rnd", 0, 0.80, 0.5), ("zero", 0, 0.9, 0.0),
-           ("rnd0", 0, 0.8, 0.0)]
-    c = _claims(one, default="ies", orders={}, thresholds={}, random_pairs={"ies": "rnd", "zero": "rnd0"},
-                names={"ies": "IES (paper)"})
-    assert c["verdict"].tolist() == ["not run", "not run", "inconclusive (one seed)", "inconclusive (one seed)",
-                                     "inconclusive (nothing was excluded)"]
+    assert "Random Remove" in c["claim"][3] and c["seeds"][4] == 0
+    # fewer than 3 seeds decide nothing; a random control of a run that excluded nothing neither
+    two = [r for r in PAPER_ROWS if r[1] < 2]
+    assert set(_claims(two)["verdict"]) == {"illustration (fewer than 3 seeds)"}
+    none = [(s, seed, 0.9, 0.0) for s in ("zero", "rnd0", "base") for seed in SEEDS3]
+    c = _claims(none, default="zero", orders={}, thresholds={}, random_pairs={"zero": "rnd0"},
+                names={"zero": "IES (paper)"})
+    assert c["verdict"].tolist() == ["not run", "not run", "not supported", "inconclusive (nothing was excluded)"]
     assert c["claim"][3].endswith("(IES (paper))")
+
+
+def test_the_order_claim_at_equal_saving_reads_n2_off_its_delta_curve():
+    # the loss rule saves 30 %, between t4 (10 %, +0 pt) and n2 (45 %, -0.1 pt): N = 2 there is
+    # -0.1 * (30 - 10) / (45 - 10) pt; the loss rule loses 0.5 pt
+    loss = [("loss", s, 0.895 + 0.01 * s, 0.30) for s in SEEDS3]
+    c = _claims(PAPER_ROWS + loss, loss_rule="loss")
+    row = c.iloc[1]
+    assert row["claim"].startswith("order at equal saving") and row["verdict"] == "supported"
+    gain = 0.5 - 0.1 * 20 / 35
+    assert row[["seeds", "effect", "low", "high"]].tolist() == pytest.approx([3, gain, gain, gain])
+    assert "30.0%" in row["evidence"]
+    # a loss rule more accurate at that saving: not supported; one outside the curve's savings: left out
+    better = [("loss", s, 0.902 + 0.01 * s, 0.30) for s in SEEDS3]
+    assert _claims(PAPER_ROWS + better, loss_rule="loss")["verdict"][1] == "not supported"
+    out = [("loss", 0, 0.90, 0.05), *loss[1:]]
+    iv, outside = equal_saving_interval(_results(PAPER_ROWS + out), {1e-4: "t4", 1e-3: "n2", 1e-1: "t1"}, "loss")
+    assert (iv.n, outside) == (2, 1)
+    # with num_test, the spread is floored at the binomial noise of the mean accuracy
+    r = _results(PAPER_ROWS + loss).assign(num_test=1000)
+    iv, _ = equal_saving_interval(r, {1e-4: "t4", 1e-3: "n2", 1e-1: "t1"}, "loss")
+    rows = r[r["setting"].isin(["t4", "n2", "t1", "loss"])]
+    p = rows["best_test_accuracy"].mean()
+    assert iv.floored and iv.std == pytest.approx(math.sqrt(p * (1 - p) / 1000))
+
+
+def test_smallest_detectable_effect_by_hand():
+    assert smallest_detectable(3, 0.01) == pytest.approx(T975_2 * 0.01 / math.sqrt(3))
+    assert math.isnan(smallest_detectable(1, 0.01))
 
 
 def test_paper_claims_compare_best_accuracy_as_the_paper_does():
@@ -368,7 +417,7 @@ def test_notebook_04_runs_in_the_smoke_profile_and_reports_what_it_ran(tmp_path)
                                parameters={"PROFILE": "smoke", "OUTPUT_DIR": str(out)}, cwd=str(repo),
                                progress_bar=False, kernel_name="python3")
     metrics = json.loads((out / "metrics.json").read_text())
-    results = pd.read_csv(out / "runs" / "results.csv")
+    results = pd.read_csv(out / "results.csv")
     assert metrics["profile"] == "smoke" and metrics["runs"] == len(results) == 3
     assert set(results["status"]) == {"done"}
     assert set(metrics["settings"]) == {"baseline", "IES (paper)", "random @ IES (paper)"}
@@ -377,6 +426,11 @@ def test_notebook_04_runs_in_the_smoke_profile_and_reports_what_it_ran(tmp_path)
         assert metrics["settings"][label]["accuracy"] == pytest.approx(rows["test_accuracy"].mean())
         assert metrics["settings"][label]["backprop_saving"] == pytest.approx(rows["backprop_saving"].mean())
     assert len(metrics["claims"]) == 4 and all(isinstance(v, str) for v in metrics["claims"].values())
+    rows = metrics["claims_table"]  # one seed: illustrations or not run, never a verdict
+    assert [r["claim"] for r in rows] == list(metrics["claims"])
+    assert {r["verdict"] for r in rows} <= {"illustration (fewer than 3 seeds)", "not run"}
+    assert all(r["seeds"] <= 1 for r in rows) and metrics["power"]["num_test"] == 200
+    assert not (out / "runs").exists() and (tmp_path / "runs").is_dir()  # the run folder's shared cache
     assert (out / "pareto.png").exists() and (out / "mastered_fraction.png").exists()
 
 

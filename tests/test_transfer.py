@@ -288,8 +288,13 @@ def test_claim_verdict_on_hand_made_numbers():
     flat = claim_verdict(table([0.02, -0.02, 0.01]))
     assert flat.supports is None and flat.wins == 2 and "neither" in flat.text
     assert claim_verdict(table([0.05])).supports is None
-    # two seeds: t(0.975, 1) = 12.706, so 0.01 and 0.02 do not exclude 0
-    assert claim_verdict(table([0.01, 0.02])).supports is None
+    # two seeds: an illustration, never a verdict
+    assert claim_verdict(table([0.01, 0.02])).verdict == stats.FEW_SEEDS
+    # on 100 target test samples at a mean accuracy of 0.51 the spread is floored at sqrt(0.51 * 0.49 / 100)
+    floored = claim_verdict(table([0.02, 0.025, 0.015]), n_test=100)
+    assert floored.std == pytest.approx(math.sqrt(0.51 * 0.49 / 100)) and floored.verdict == stats.WITHIN_NOISE
+    assert "floored at the test set's binomial noise" in floored.why
+    assert "all of it above the bound +0.00 pt" in up.why
     assert method_differences(table([0.1, 0.2]), "probe_accuracy").round(12).tolist() == [0.1, 0.2]
 
 
@@ -349,4 +354,10 @@ def test_notebook_runs_in_the_smoke_profile(tmp_path):
     for key in ("probe_accuracy", "finetune_accuracy"):
         diff = method_differences(runs, key)
         assert metrics["verdict"][key]["mean_difference"] == pytest.approx(diff.mean())
+    # the rows of the module's closing table: two seeds give illustrations, with the effect in points
+    rows = metrics["claims_table"]
+    assert [r["verdict"] for r in rows] == ["illustration (fewer than 3 seeds)"] * 2
+    probe = 100 * method_differences(runs, "probe_accuracy").mean()
+    assert rows[0]["seeds"] == 2 and rows[0]["effect"] == pytest.approx(probe)
+    assert "linear probe" in rows[0]["claim"] and "needs at least 3 seeds" in rows[0]["why"]
     assert (out / "transfer.png").exists()

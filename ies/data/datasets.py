@@ -97,9 +97,15 @@ def default_data_dir() -> Path:
     return repo / "data" if (repo / "pyproject.toml").exists() else Path.cwd() / "data"
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, size: int = 0) -> ArrayDataset:
-    """Load a dataset by name (a key of :data:`DATASETS`) or ``.npz`` path; ``size`` as ``Config.dataset_size``."""
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, size: int = 0,
+                 test_size: int = 0) -> ArrayDataset:
+    """Load a dataset by name (a key of :data:`DATASETS`) or ``.npz`` path; ``size`` as ``Config.dataset_size``,
+    ``test_size`` as ``Config.test_size`` (``mnist1d`` only)."""
     root = Path(data_dir) if data_dir else default_data_dir()
+    if test_size:
+        if name != "mnist1d":
+            raise ValueError(f"test_size applies to the generated mnist1d only, got {test_size} for {name!r}")
+        return mnist1d(root, size or 5000, test_size)
     if str(name).endswith(".npz"):
         return npz(name).subset(size)
     if name not in DATASETS:
@@ -107,15 +113,26 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, size: int
     return DATASETS[name](root, size)
 
 
-def mnist1d(root: Path, num_samples: int = 5000) -> ArrayDataset:
+def mnist1d(root: Path, num_samples: int = 5000, test_samples: int = 0) -> ArrayDataset:
     """MNIST-1D (Greydanus, 2020) generated locally with the ``mnist1d`` package: 10 classes of
-    40-sample 1-D signals, 80 % train / 20 % test, cached in ``root`` as ``.npz``."""
-    path = Path(root) / f"mnist1d_{num_samples}.npz"
+    40-sample 1-D signals, 80 % train / 20 % test, cached in ``root`` as ``.npz``. With ``test_samples``:
+    80 % of ``num_samples`` for training and ``test_samples`` for testing, generated together (the
+    generator makes ``total // 10`` samples per class and shuffles them before the split)."""
+    if test_samples < 0:
+        raise ValueError(f"test_size must be >= 0, got {test_samples}")
+    train = int(num_samples * 0.8)
+    total = train + test_samples if test_samples else num_samples
+    if test_samples and total % 10:
+        raise ValueError(f"test_size: training ({train}) + test samples ({test_samples}) must be a multiple "
+                         f"of the 10 classes, got {total}")
+    path = Path(root) / f"mnist1d_{num_samples}{f'_test{test_samples}' if test_samples else ''}.npz"
     if not path.exists():
         from mnist1d.data import get_dataset_args, make_dataset  # here: mnist1d imports matplotlib and scipy
 
         args = get_dataset_args()
-        args.num_samples = num_samples
+        args.num_samples = total
+        if test_samples:  # int(total * train_split) is the split index: exactly `train` training samples
+            args.train_split = (train + 0.5) / total
         state = np.random.get_state()
         try:
             d = make_dataset(args)  # seeds numpy with args.seed (42): the dataset is fixed

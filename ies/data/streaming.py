@@ -359,4 +359,4 @@ def load(cfg):
     name = cfg.dataset
     if name not in DATASETS and not name.endswith(".npz") and is_folder_path(name):
         return image_folder_data(name, cfg.image_size, cfg.dataset_size)
-    return load_dataset(name, cfg.data_dir, cfg.dataset_size)
+    return load_dataset(name, cfg.data_dir, cfg.dataset_size, getattr(cfg, "test_size", 0))

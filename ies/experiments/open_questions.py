@@ -30,12 +30,15 @@ Setting = tuple[str, dict[str, Any]]  # (section, overrides of the base configur
 
 def settings(*, noise_rate: float = 0.2, noise_type: str = "symmetric", imbalance: float = 10.0,
              subgroup_share: float = 0.1, subgroup_attribute: str = "noise", cap: float = 0.1,
-             transformer_lr: float = 0.03, twins: Iterable[str] = ("long_tail", "subgroup")) -> dict[str, Setting]:
+             transformer_lr: float = 0.03, twins: Iterable[str] = ("long_tail", "subgroup"),
+             level_threshold: float = 0.1) -> dict[str, Setting]:
     """``label -> (section, overrides)`` of every setting. ``threshold=0.0`` marks a baseline; the cap
     settings use ``class_cap=cap`` (by class for the long tail, by subgroup for the subgroup); ``twins``:
     the sections whose capped setting gets a matched random control (``random @ cap``), built by
     :func:`points`. The architecture section compares the transformer (SGD at ``transformer_lr``) with the
-    base model's ``clean`` runs, on the same data."""
+    base model's ``clean`` runs, on the same data. The ``levels`` section (label noise, where the losses
+    plateau at different levels: fitted samples low, unfitted noisy ones high) runs N = 2 and the loss
+    rule's order N = 0 at one threshold ``level_threshold`` (0: no such section)."""
     noise = {"label_noise": float(noise_rate), "noise_type": noise_type}
     tail = {"imbalance": float(imbalance)}
     group = {"subgroup_share": float(subgroup_share), "subgroup_attribute": subgroup_attribute}
@@ -54,6 +57,10 @@ def settings(*, noise_rate: float = 0.2, noise_type: str = "symmetric", imbalanc
         "transformer · baseline": ("architecture", {**vit, "threshold": 0.0}),
         "transformer · IES": ("architecture", vit),
     }
+    if level_threshold:
+        at = f"noisy δ={level_threshold:g}"  # the context of the label: the data and the threshold
+        out[f"{at} · N=2"] = ("levels", {**noise, "threshold": float(level_threshold)})
+        out[f"{at} · N=0"] = ("levels", {**noise, "threshold": float(level_threshold), "order": 0})
     for section, prefix in (("long_tail", "long tail"), ("subgroup", "subgroup")):
         if section in twins:
             capped = out[f"{prefix} · IES + cap"][1]
@@ -96,21 +103,44 @@ def run_table(results: pd.DataFrame, output: str | Path, label_of: Mapping[str, 
             continue
         metrics = read_json(Path(output).expanduser() / r.run_id / "metrics.json")
         row = {"label": label, "section": table[label][0], "seed": int(r.seed), "run_id": r.run_id}
-        for key in ("test_accuracy", "best_test_accuracy", "backprop_saving", "compute_saving"):
+        for key in ("test_accuracy", "best_test_accuracy", "backprop_saving", "compute_saving", "num_test"):
             row[key] = metrics.get(key, math.nan)
         row.update(metrics.get("groups", {}))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+#: The verdict of a claim whose every seed gives exactly the bound (e.g. both sides all zero): a tie.
+TIE = "inconclusive (an exact tie)"
+
+
 def claim(runs: pd.DataFrame, text: str, metric: str, a: str, b: str, bound: float = 0.0, *,
-          scale: float = 100.0, unit: str = "pt") -> dict[str, Any]:
+          scale: float = 100.0, unit: str = "pt", n_test: int | None = None,
+          confidence: float = 0.95) -> dict[str, Any]:
     """The claim "``metric`` of ``a`` minus that of ``b`` is above ``bound``", judged over the seeds by
-    :func:`ies.experiments.stats.verdict` (paired by seed, 95 % t interval). Returns one row of the claims table."""
+    :func:`ies.experiments.stats.verdict` (paired by seed, 95 % t interval; below 3 seeds an illustration).
+    With ``n_test`` (the test samples an accuracy of ``metric`` is measured on: the test split, or a group's
+    share of it) the spread is floored at the binomial noise of the two sides' mean
+    (:func:`ies.experiments.stats.binomial_floor`). Every seed exactly at the bound is a tie (:data:`TIE`),
+    not seed noise.
+
+    Returns one row of the claims table: ``claim, metric, a, b, difference``
+    (:meth:`~ies.experiments.stats.Interval.pm`), ``seeds, effect, low, high`` (``scale``-d, in ``unit``),
+    ``bound`` (``scale``-d), ``verdict`` and ``why`` (:func:`ies.experiments.stats.explain`)."""
     diffs = stats.paired_differences(runs, metric, a, b, by="label", pair="seed")
-    iv = stats.interval(diffs)
-    return {"claim": text, "metric": metric, "a": a, "b": b, "difference": iv.pm(scale, unit),
-            "low": iv.low, "high": iv.high, "bound": bound, "verdict": stats.verdict(iv, bound)}
+    floor = 0.0
+    if n_test and len(diffs):
+        sides = pd.to_numeric(runs.loc[runs["label"].isin([a, b]), metric], errors="coerce")
+        floor = stats.binomial_floor(float(sides.mean()), int(n_test))
+    iv = stats.interval(diffs, confidence, floor)
+    word, why = stats.verdict(iv, bound), stats.explain(iv, bound, scale, unit)
+    if iv.n >= stats.MIN_SEEDS and bool((diffs == bound).all()):
+        word = TIE
+        why = (f"every one of the {iv.n} seeds gives exactly {bound * scale:+.2f} {unit} (both sides equal, e.g. "
+               "all zero): there is no difference to judge")
+    return {"claim": text, "metric": metric, "a": a, "b": b, "difference": iv.pm(scale, unit), "seeds": iv.n,
+            "effect": iv.mean * scale, "low": iv.low * scale, "high": iv.high * scale, "unit": unit,
+            "bound": bound * scale, "verdict": word, "why": why}
 
 
 def early_stop_epoch(values: Sequence[float], patience: int) -> tuple[int, int]:

@@ -46,7 +46,7 @@ COLORS: dict[str, str] = {
     **METHOD_COLORS,
     # the methods by the names the notebooks print
     "IES": METHOD_COLORS["ies"], "IES (paper)": METHOD_COLORS["ies"], "IES + cap": METHOD_COLORS["ies_cap"],
-    "loss < δ": METHOD_COLORS["loss"],
+    "loss < δ": METHOD_COLORS["loss"], "N=2": METHOD_COLORS["ies"],  # N = 2 is IES's order (08's section 1b)
     # a random control copies a run's budget: random's green, a darker green for a second one in the same panel
     "random @ IES (paper)": METHOD_COLORS["random"], "random @ cap": METHOD_COLORS["random"],
     "random @ δ=1e-2": "#1e5631",

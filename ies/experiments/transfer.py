@@ -244,6 +244,8 @@ class Verdict:
     supports: bool | None
     text: str = field(repr=False)
     verdict: str = stats.NOT_RUN
+    why: str = ""
+    """:func:`ies.experiments.stats.explain` of the interval against 0: what the seeds could decide."""
 
 
 _HOW = {
@@ -256,7 +258,8 @@ _HOW = {
 
 
 def claim_verdict(
-    df: pd.DataFrame, metric: str = "probe_accuracy", claimed: float = 0.015, confidence: float = 0.95
+    df: pd.DataFrame, metric: str = "probe_accuracy", claimed: float = 0.015, confidence: float = 0.95,
+    n_test: int | None = None,
 ) -> Verdict:
     """Do the runs of ``df`` support the claim that IES pretraining transfers better (by about ``claimed``)?
 
@@ -265,10 +268,17 @@ def claim_verdict(
     (:func:`ies.experiments.stats.verdict`, bound 0:
     *IES is better*). The default metric is the linear probe's accuracy, the paper's measure
     (:data:`PAPER_TRANSFER`); for another metric the text says that the paper did not measure it.
-    ``text`` gives the difference, the interval, the verdict and whether ``claimed`` lies in the interval.
+    ``text`` gives the difference, the interval, the verdict and whether ``claimed`` lies in the interval;
+    ``why`` what the seeds could decide (:func:`ies.experiments.stats.explain`). With ``n_test`` (the target's
+    test samples) the spread is floored at the binomial noise of the two methods' mean accuracy
+    (:func:`ies.experiments.stats.binomial_floor`).
     """
     diff = method_differences(df, metric)
-    iv = stats.interval(diff, confidence)
+    floor = 0.0
+    if n_test and len(diff):
+        sides = pd.to_numeric(df.loc[df["method"].isin(["baseline", "ies"]), metric], errors="coerce")
+        floor = stats.binomial_floor(float(sides.mean()), int(n_test))
+    iv = stats.interval(diff, confidence, floor)
     word = stats.verdict(iv, 0.0)
     supports = {stats.SUPPORTED: True, stats.NOT_SUPPORTED: False}.get(word)
     wins = int((diff > 0).sum())
@@ -284,4 +294,5 @@ def claim_verdict(
     text = (f"{metric.replace('_', ' ')}: IES - baseline = {100 * iv.mean:+.2f} points{interval} over {iv.n} "
             f"seed(s), IES ahead in {wins} of {iv.n}; {paper}. Our runs {_HOW[word].format(pct=pct)} "
             f"[{word}]{inside}.")
-    return Verdict(metric, iv.mean, iv.std, iv.low, iv.high, iv.n, wins, claimed, supports, text, word)
+    return Verdict(metric, iv.mean, iv.std, iv.low, iv.high, iv.n, wins, claimed, supports, text, word,
+                   stats.explain(iv, 0.0))

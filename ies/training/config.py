@@ -52,6 +52,10 @@ class Config:
     dataset_size: int = 0
     """``mnist1d``/``synthetic``: number of samples generated (train + test, 0 = the default 5000);
     other datasets: keep this many training samples, a fixed random draw (0 = all)."""
+    test_size: int = 0
+    """``mnist1d`` only: test samples generated with the data set, so that an accuracy is measured on more
+    samples than the generator's 20 % (0 = that 20 %); the training split keeps its size, 80 % of
+    ``dataset_size`` (one generation of train + test samples: other samples than without it)."""
     augment: bool = True
     """Random crop (pad 4) and horizontal flip on image batches, done on the device; on an ImageFolder,
     ``RandomResizedCrop(image_size)`` and flip in the DataLoader workers (see ``image_size``)."""
@@ -263,8 +267,8 @@ class Config:
                 f"directory, got {self.dataset!r}"
                 f"{_suggest(self.dataset, DATASETS)}"
             )
-        _at_least(self, dataset_size=0, epochs=1, batch_size=1, eval_batch_size=0, min_last_batch=0, window=1,
-                  patience=1)
+        _at_least(self, dataset_size=0, test_size=0, epochs=1, batch_size=1, eval_batch_size=0, min_last_batch=0,
+                  window=1, patience=1)
         _at_least(self, checkpoint_every=0, seed=0, image_size=0, num_workers=0)
         faults.check_int_limits(vars(self))
         _check_transforms(self)
@@ -272,6 +276,9 @@ class Config:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.test_size and self.dataset != "mnist1d":
+            raise ValueError(f"test_size applies to the generated mnist1d only, got {self.test_size} for "
+                             f"dataset {self.dataset!r}")
         if self.lr == 0:
             raise ValueError("lr must be > 0, got 0")
         if not 0 <= self.order <= 3:

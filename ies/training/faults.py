@@ -29,6 +29,7 @@ INT_LIMITS = {
     "epochs": 100_000, "batch_size": 1 << 24, "eval_batch_size": 1 << 24, "min_last_batch": 1 << 24,
     "window": 1000, "patience": 1000, "sb_history": 1 << 24, "es_patience": 100_000, "checkpoint_every": 100_000,
     "image_size": 8192, "num_workers": 512, "seed": (1 << 32) - 1, "dataset_size": 1 << 40,
+    "test_size": 1_000_000,
 }
 """Upper bounds of the integer fields of ``Config``: far beyond any real run, low enough that a typo
 (``--epochs 99999999999999999999999``) is refused at once instead of running until killed or
