@@ -31,7 +31,9 @@ def test_summary_pairs_wall_clock_by_seed():
     assert s.loc[("2x", "ies"), "ideal_speedup"] == pytest.approx(2.0)
     assert s.loc[("-", "baseline"), "n"] == 3 and s.loc[("-", "baseline"), "wall_ratio_mean"] == 1.0
     shown = pr.display_table(pr.budget_table(runs()))
-    assert shown.loc[1, "best accuracy (%)"] == "90.50 ± 1.00" and shown.loc[1, "FLOP-ideal speedup"] == "2.00x"
+    half = 100 * 4.302652729911275 * 0.01 / 3 ** 0.5  # t(0.975, 2) x the seeds' std 1 pt / sqrt(3)
+    assert shown.loc[1, "best accuracy (%), 95 % interval"] == f"90.50 [{90.5 - half:.2f}, {90.5 + half:.2f}]"
+    assert shown.loc[1, "FLOP-ideal speedup"] == "2.00x" and shown.loc[1, "compute saved (%)"] == "50.0 ± 0.0"
 
 
 def test_verdicts_name_the_best_method_per_budget():

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .plotting import METHOD_COLORS, color, layered, style
-from .stats import Interval, explain, paired_interval, verdict
+from .stats import Interval, explain, interval, paired_interval, verdict
 
 BASELINE = "baseline"
 ACCURACY = "best_test_accuracy"
@@ -111,9 +111,10 @@ def with_wall_ratio(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def budget_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (``budget``, ``method``): ``n`` seeds, accuracy mean and std (seed spread), compute
-    saved mean and std, its FLOP-ideal speedup ``1 / (1 - saving)``, the wall-clock ratio to the
-    baseline (mean, std) and, where given, the target saving. The baseline appears once, budget ``-``."""
+    """One row per (``budget``, ``method``): ``n`` seeds, accuracy mean and std (seed spread) and the 95 %
+    interval of its mean (``acc_low``, ``acc_high``; NaN below two seeds), compute saved mean and std, its
+    FLOP-ideal speedup ``1 / (1 - saving)``, the wall-clock ratio to the baseline (mean, std) and, where
+    given, the target saving. The baseline appears once, budget ``-``."""
     t = with_wall_ratio(runs)
     t = t.assign(budget=np.where(t["method"] == BASELINE, "-", t["budget"].astype(str)))
     agg = {"n": ("seed", "nunique"), "acc_mean": (ACCURACY, "mean"), "acc_std": (ACCURACY, "std"),
@@ -122,19 +123,26 @@ def budget_table(runs: pd.DataFrame) -> pd.DataFrame:
     if "target_saving" in t:
         agg["target_saving"] = ("target_saving", "mean")
     out = t.groupby(["budget", "method"], sort=False).agg(**agg).reset_index()
-    return out.assign(ideal_speedup=1.0 / (1.0 - out["saving_mean"]))
+    ivs = [interval(g[ACCURACY]) for _, g in t.groupby(["budget", "method"], sort=False)]
+    return out.assign(ideal_speedup=1.0 / (1.0 - out["saving_mean"]), acc_low=[iv.low for iv in ivs],
+                      acc_high=[iv.high for iv in ivs])
 
 
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """:func:`budget_table`'s table as strings for a notebook: accuracy ``mean ± std`` in %, compute saved
-    in %, ideal speedup and wall-clock ratio."""
+    """:func:`budget_table`'s table as strings for a notebook: best accuracy in % as ``mean [low, high]``, the
+    95 % interval of the mean over seeds; compute saved in % and the wall-clock ratio as ``mean ± std`` (the
+    seeds' spread); the FLOP-ideal speedup."""
     def pm(mean, std, scale=100.0, digits=2):
         spread = f" ± {std * scale:.{digits}f}" if np.isfinite(std) else ""
         return f"{mean * scale:.{digits}f}{spread}"
 
+    def bounds(mean, low, high):
+        return f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]" if np.isfinite(low) else f"{100 * mean:.2f}"
+
     return pd.DataFrame({
         "budget": summary["budget"], "method": summary["method"], "seeds": summary["n"],
-        "best accuracy (%)": [pm(m, s) for m, s in zip(summary["acc_mean"], summary["acc_std"], strict=True)],
+        "best accuracy (%), 95 % interval": [bounds(m, lo, hi) for m, lo, hi in zip(
+            summary["acc_mean"], summary["acc_low"], summary["acc_high"], strict=True)],
         "compute saved (%)": [pm(m, s, digits=1) for m, s in zip(summary["saving_mean"], summary["saving_std"],
                                                                  strict=True)],
         "FLOP-ideal speedup": [f"{v:.2f}x" for v in summary["ideal_speedup"]],
