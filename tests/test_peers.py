@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from ies import Config
@@ -117,3 +118,14 @@ def test_two_jobs_train_through_the_sweep_into_the_same_folders(tmp_path, data):
     assert [r["best_test_accuracy"] for r in again] == [r["best_test_accuracy"] for r in first]
     with pytest.raises(ValueError, match="jobs"):
         Runner(tmp_path, jobs=2)
+
+
+def test_seed_drift_warns_when_the_seeds_miss_what_the_first_matched():
+    from ies.experiments.budget import Calibration, Pilot
+    from ies.experiments.peers import seed_drift
+
+    cal = Calibration("threshold", 0.01, 0.299, 0.31, 0.03, True, (Pilot(0.01, 0.299),), "")
+    rows = pd.DataFrame({"seed": [0, 1, 2], "compute_saving": [0.299, 0.247, 0.276]})
+    assert seed_drift(rows, cal) == ("over 3 seeds it saved 27.4 % of the compute on average, short of the target "
+                                     "31.0 % by more than the tolerance 3 pt (matched on the first seed: 29.9 %)")
+    assert seed_drift(rows.assign(compute_saving=[0.299, 0.30, 0.31]), cal) == ""

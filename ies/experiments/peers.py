@@ -306,8 +306,8 @@ def run_matched(base: Config, calibrations: dict[tuple[str, float], Calibration]
     """Run the baseline and every calibrated (method, budget) for every seed.
 
     Returns the run table (columns of :mod:`ies.experiments.peers_report`: ``method``, ``budget``, ``seed``,
-    ``knob``, ``target_saving``, ``matched`` and the ``metrics.json`` numbers) and the history table (every
-    run's history with ``method``, ``budget``, ``seed``)."""
+    ``knob``, ``target_saving``, ``matched``, ``warning`` (:func:`implausible`, :func:`seed_drift`) and the
+    ``metrics.json`` numbers) and the history table (every run's history with ``method``, ``budget``, ``seed``)."""
     runs, histories = [], []
     settings = [("baseline", "-", None, None)] + [
         (m, budget_label(s), c.knob, c) for (m, s), c in calibrations.items()]
@@ -317,6 +317,26 @@ def run_matched(base: Config, calibrations: dict[tuple[str, float], Calibration]
         history = result.pop("history")
         row = {k: v for k, v in result.items() if not isinstance(v, dict)}
         runs.append({"method": method, "budget": budget, "seed": seed, "knob": knob,
-                     "target_saving": cal.target if cal else 0.0, "matched": cal.matched if cal else True, **row})
+                     "target_saving": cal.target if cal else 0.0, "matched": cal.matched if cal else True,
+                     "warning": implausible(method, knob) if cal else "", **row})
         histories.append(history.assign(method=method, budget=budget, seed=seed))
-    return pd.DataFrame(runs), pd.concat(histories, ignore_index=True)
+    table = pd.DataFrame(runs)
+    for method, budget, _, cal in settings[1:]:
+        if not cal.matched:
+            continue
+        rows = (table["method"] == method) & (table["budget"] == budget)
+        drift = seed_drift(table[rows], cal)
+        if drift:
+            table.loc[rows, "warning"] = ["; ".join(filter(None, [w, drift])) for w in table.loc[rows, "warning"]]
+    return table, pd.concat(histories, ignore_index=True)
+
+
+def seed_drift(rows: pd.DataFrame, cal: Calibration) -> str:
+    """A one-line warning when the seeds' mean ``compute_saving`` of a matched setting misses the target by
+    more than the calibration's tolerance (the knob was matched on the first seed only), else ``""``."""
+    mean = float(rows["compute_saving"].mean())
+    if abs(mean - cal.target) <= cal.tolerance:
+        return ""
+    return (f"over {rows['seed'].nunique()} seeds it saved {100 * mean:.1f} % of the compute on average, "
+            f"{'short of' if mean < cal.target else 'past'} the target {100 * cal.target:.1f} % by more than the "
+            f"tolerance {100 * cal.tolerance:g} pt (matched on the first seed: {100 * cal.saving:.1f} %)")
