@@ -89,3 +89,54 @@ def test_pilot_trains_a_short_run_and_returns_its_compute_saving():
     want = train(cfg.replace(epochs=8, threshold=10.0, progress=False), dataset=data).metrics["compute_saving"]
     assert want > 0, "a threshold of 10 must exclude something in 8 epochs for the test to mean anything"
     assert run(10.0) == want
+
+
+def test_next_knob_starts_at_the_model_or_the_midpoint():
+    from ies.experiments.budget import next_knob
+
+    assert next_knob([], 0.3, 0.0, 1.0, model=lambda r: 0.5 * r) == 0.6  # 0.5 x 0.6 = 0.3
+    assert next_knob([], 0.3, 0.0, 1.0) == 0.5
+    assert next_knob([], 0.3, 1e-4, 1.0, scale="log") == pytest.approx(1e-2)
+    assert next_knob([], 0.3, 0.0, 1.0, model=lambda r: 0.5 * r + 0.4) == 0.0  # the model never goes that low
+    assert next_knob([], 0.3, 1, 10, scale="int", increasing=False, model=lambda p: 1 - p / 10) == 7
+
+
+def test_next_knob_interpolates_between_the_closest_pilots_and_stops_when_matched():
+    from ies.experiments.budget import Pilot, next_knob
+
+    pilots = [Pilot(0.0, 0.0), Pilot(0.2, 0.2), Pilot(0.6, 0.6), Pilot(1.0, 1.0)]
+    assert next_knob(pilots, 0.3, 0.0, 1.0, tolerance=0.01) == 0.3  # between 0.2 and 0.6, a quarter of the way
+    assert next_knob(pilots, 0.21, 0.0, 1.0, tolerance=0.01) is None  # 0.2 is within 0.01
+    # kept in the inner 70 % of the bracket: 0.05 of [0, 1] would be t = 0.05, clamped to 0.15
+    assert next_knob([Pilot(0.0, 0.0), Pilot(1.0, 1.0)], 0.05, 0.0, 1.0, tolerance=0.01) == 0.15
+    # log scale: half-way between 1e-3 and 1e-1 in log10 is 1e-2
+    assert next_knob([Pilot(1e-3, 0.1), Pilot(1e-1, 0.3)], 0.2, 1e-5, 10.0, scale="log") == pytest.approx(1e-2)
+    # decreasing: the saving falls from 0.6 at 0.2 to 0.2 at 0.6, so 0.5 is a quarter of the way, at 0.3
+    assert next_knob([Pilot(0.2, 0.6), Pilot(0.6, 0.2)], 0.5, 0.0, 1.0, increasing=False) == 0.3
+    # an integer bracket with nothing between: stop
+    assert next_knob([Pilot(2, 0.25), Pilot(1, 0.5)], 0.3, 1, 30, scale="int", increasing=False) is None
+
+
+def test_next_knob_on_one_side_follows_the_model_then_the_end_then_stops():
+    from ies.experiments.budget import Pilot, next_knob
+
+    # the model r / 2 says 0.5 saves 0.25; the pilot saved 0.2: shifted by 0.05, 0.3 needs the model's 0.35 -> 0.7
+    assert next_knob([Pilot(0.5, 0.2)], 0.3, 0.0, 1.0, model=lambda r: r / 2) == 0.7
+    assert next_knob([Pilot(0.5, 0.2)], 0.3, 0.0, 1.0) == 1.0  # no model: the end
+    assert next_knob([Pilot(0.5, 0.2), Pilot(1.0, 0.25)], 0.3, 0.0, 1.0, tolerance=0.01) is None  # the end ran
+    # too much saved already: towards the low end
+    assert next_knob([Pilot(0.0, 0.32)], 0.2, 0.0, 0.9, model=lambda r: 0.3 + r) is None  # 0 is the low end
+
+
+def test_calibration_from_every_pilot_says_how_and_why_not():
+    from ies.experiments.budget import Pilot, calibration_from
+
+    pilots = [Pilot(0.5, 0.2), Pilot(0.7, 0.31)]
+    c = calibration_from(pilots, 0.3, 0.02, name="prune_ratio", low=0.0, high=1.0, scale="linear",
+                         increasing=True, asked=1)
+    assert (c.knob, c.saving, c.matched) == (0.7, 0.31, True)
+    assert "1 pilot(s) asked for this target, 1 run for another budget or found in the cache" in c.how
+    c = calibration_from([Pilot(0.0, 0.32)], 0.2, 0.03, name="seta_prune_ratio", low=0.0, high=0.9,
+                         scale="linear", increasing=True, asked=1)
+    assert not c.matched and c.knob == 0.0
+    assert "out of reach: the pilots save 0.3200..0.3200, the end 0 included" in c.how

@@ -31,7 +31,9 @@ def test_summary_pairs_wall_clock_by_seed():
     assert s.loc[("2x", "ies"), "ideal_speedup"] == pytest.approx(2.0)
     assert s.loc[("-", "baseline"), "n"] == 3 and s.loc[("-", "baseline"), "wall_ratio_mean"] == 1.0
     shown = pr.display_table(pr.budget_table(runs()))
-    assert shown.loc[1, "best accuracy (%)"] == "90.50 ± 1.00" and shown.loc[1, "FLOP-ideal speedup"] == "2.00x"
+    half = 100 * 4.302652729911275 * 0.01 / 3 ** 0.5  # t(0.975, 2) x the seeds' std 1 pt / sqrt(3)
+    assert shown.loc[1, "best accuracy (%), 95 % interval"] == f"90.50 [{90.5 - half:.2f}, {90.5 + half:.2f}]"
+    assert shown.loc[1, "FLOP-ideal speedup"] == "2.00x" and shown.loc[1, "compute saved (%)"] == "50.0 ± 0.0"
 
 
 def test_verdicts_name_the_best_method_per_budget():
@@ -78,3 +80,52 @@ def test_a_method_that_missed_the_budget_is_not_compared():
     assert two.loc["infobatch reaches 2x", "verdict"] == pr.UNREACHED
     assert two.loc["infobatch reaches 2x", "difference"] == "saved 48.0 % (target 50.0 %)"
     assert not two.index.str.contains("beats").any()  # ies is the only method left at 2x
+
+
+def test_verdict_rows_carry_the_interval_and_why():
+    v = pr.budget_verdicts(runs()).set_index("claim")
+    row = v.loc["ies beats infobatch"]  # best - infobatch = +2.5, +3.5, +4.5 pt over the 3 seeds at 2x
+    assert row["seeds"] == 3 and row["effect"] == pytest.approx(3.5)
+    half = 4.302652729911275 * 1.0 / 3 ** 0.5  # t(0.975, 2) x std 1 pt / sqrt(3)
+    assert (row["low"], row["high"]) == (pytest.approx(3.5 - half), pytest.approx(3.5 + half))
+    assert row["why"].startswith("the 95 % interval [+1.02, +5.98] pt over 3 seeds")
+    # with num_test the spread is floored at the binomial noise: 100 test samples at 89 % give 3.1 pt > 1 pt
+    floored = pr.budget_verdicts(runs().assign(num_test=100)).set_index("claim").loc["ies beats infobatch"]
+    assert floored["high"] - floored["low"] > row["high"] - row["low"] and "binomial noise" in floored["why"]
+
+
+def test_an_unreached_budget_says_why_and_warnings_follow_their_method():
+    t = runs().assign(matched=lambda d: ~((d["method"] == "infobatch") & (d["budget"] == "2x")),
+                      knob=lambda d: d["method"].map({"ies": 0.3, "infobatch": 0.9}),
+                      warning=lambda d: (d["method"] == "ies").map({True: "ies: too high", False: ""}))
+    v = pr.budget_verdicts(t).set_index(["budget", "claim"])
+    why = v.loc[("2x", "infobatch reaches 2x"), "why"]
+    assert why == ("its calibrated knob (0.9) saved 48.0 % of the compute over 3 seed(s), the budget needs 50.0 %: "
+                   "short of it by more than the tolerance")
+    assert v.loc[("2x", "ies within 1 pt of the baseline"), "warning"] == "ies: too high"
+    assert v.loc[("2x", "infobatch reaches 2x"), "warning"] == ""
+
+
+def test_convergence_compares_the_last_window_with_the_one_before():
+    acc = {0: [0.5, 0.7, 0.8, 0.9, 0.9, 0.92], 1: [0.5, 0.6, 0.8, 0.8, 0.9, 0.9]}
+    hist = pd.DataFrame([{"method": "baseline", "seed": s, "epoch": e + 1, "test_accuracy": a}
+                         for s, curve in acc.items() for e, a in enumerate(curve)]
+                        + [{"method": "ies", "seed": 0, "epoch": 1, "test_accuracy": 0.1}])
+    c = pr.convergence(hist, window=2)
+    assert c.plateau == pytest.approx((0.9 + 0.92 + 0.9 + 0.9) / 4)  # epochs 5-6
+    assert c.earlier == pytest.approx((0.8 + 0.9 + 0.8 + 0.8) / 4)  # epochs 3-4
+    assert c.best == pytest.approx((0.92 + 0.9) / 2) and c.share == pytest.approx(0.825 / 0.905)
+    assert not c.converged and c.seeds == 2 and c.epochs == 6
+    assert "91.2 % of the plateau" in c.sentence() and "WARNING" in c.sentence()
+    flat = pr.convergence(hist, window=1)  # epoch 5 against epoch 6: 0.9 of 0.91
+    assert flat.converged and "It has converged" in flat.sentence()
+    with pytest.raises(ValueError, match="window 4 needs at least 8 epochs"):
+        pr.convergence(hist, window=4)
+    with pytest.raises(ValueError, match="baseline"):
+        pr.convergence(hist[hist["method"] == "ies"])
+
+
+def test_the_new_peers_settings_are_settings_only():
+    t = pr.peers_2025_settings()
+    assert t["method"].tolist() == ["seta", "orderdp", "pfb"]
+    assert not t.columns.str.contains("accuracy").any() and t["source"].str.contains("PEERS_2025").all()

@@ -15,7 +15,7 @@ its methods were matched to its 2x / 3x targets (Table 4); this module is how we
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from ..training.loop import train
@@ -167,6 +167,118 @@ def pilot(cfg, name: str, *, epochs: int | None = None, dataset=None) -> Callabl
         return float(train(cfg.replace(**changes, **{name: knob}), dataset=dataset).metrics["compute_saving"])
 
     return run
+
+
+# ---------------------------------------------------------------------- a search that shares its pilots
+def next_knob(pilots: Sequence[Pilot], target: float, low: float, high: float, *, scale: str = "linear",
+              increasing: bool = True, tolerance: float = 0.01,
+              model: Callable[[float], float] | None = None) -> float | None:
+    """The knob of the next pilot towards ``target`` given every pilot run so far (``None``: stop).
+
+    The pilots may come from other targets of the same method (a pilot is a run, whatever target asked
+    for it), so a second budget often needs no new pilot. ``model(knob)`` is a monotone first guess of
+    the saving (:data:`ies.experiments.peers.KNOBS`); without one the first pilot is the bracket's midpoint.
+
+    - no pilot yet: the knob where ``model`` gives ``target``;
+    - a pilot within ``tolerance``: ``None`` (matched);
+    - pilots on both sides of the target: interpolation between the two closest (in the knob's ``scale``:
+      linear, log, or linear then rounded for ``"int"``), kept within the inner 70 % of that bracket so
+      that it shrinks at every step; ``None`` when no new knob lies between them (an integer bracket);
+    - pilots on one side only: ``model`` shifted through the nearest pilot (its slope, our offset), or the
+      bracket's end when that moves no further; ``None`` when that end already ran (out of reach).
+
+    Rounded to 3 significant digits (``"int"``: an integer), so pilots land on readable, reusable values."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if not low < high:
+        raise ValueError(f"the bracket needs low < high, got [{low}, {high}]")
+    if any(abs(p.saving - target) <= tolerance for p in pilots):
+        return None
+    u, k = _to_u(scale), _from_u(scale)
+    sign = 1.0 if increasing else -1.0
+    tried = {p.knob for p in pilots}
+    if not pilots:
+        guess = _invert(model, target, low, high, scale) if model else k((u(low) + u(high)) / 2)
+        return _tidy(guess, low, high, scale)
+    below = [p for p in pilots if sign * p.saving < sign * target]  # these need a larger knob (saving oriented)
+    above = [p for p in pilots if sign * p.saving > sign * target]
+    if below and above:
+        a, b = max(below, key=lambda p: p.knob), min(above, key=lambda p: p.knob)
+        if a.knob > b.knob:  # not monotone (noise): bisect the two closest in saving
+            a, b = min(a, b, key=lambda p: p.knob), max(a, b, key=lambda p: p.knob)
+        ua, ub = u(a.knob), u(b.knob)
+        fa, fb = sign * a.saving, sign * b.saving
+        t = (sign * target - fa) / (fb - fa) if fb != fa else 0.5
+        t = min(max(t, 0.15), 0.85)
+        new = _tidy(k(ua + t * (ub - ua)), low, high, scale)
+        if new in tried or not min(a.knob, b.knob) < new < max(a.knob, b.knob):
+            new = _tidy(k((ua + ub) / 2), low, high, scale)
+        return None if new in tried or not min(a.knob, b.knob) < new < max(a.knob, b.knob) else new
+    side = below or above
+    end = high if bool(below) else low  # the end that moves the saving towards the target
+    nearest = max(side, key=lambda p: p.knob) if below else min(side, key=lambda p: p.knob)
+    if end in tried or nearest.knob == end:
+        return None
+    new = None
+    if model is not None:
+        shifted = target + (model(nearest.knob) - nearest.saving)
+        new = _tidy(_invert(model, shifted, low, high, scale), low, high, scale)
+    if new is None or new in tried or (new <= nearest.knob if below else new >= nearest.knob):
+        new = end
+    return new
+
+
+def calibration_from(pilots: Sequence[Pilot], target: float, tolerance: float, *, name: str, low: float,
+                     high: float, scale: str, increasing: bool, asked: int) -> Calibration:
+    """The :class:`Calibration` of ``target`` from every pilot of the method: the closest one, with how it
+    was found (``asked``: the pilots this target asked for; the others ran for another target)."""
+    if not pilots:
+        raise ValueError(f"{name}: no pilot ran")
+    best = min(pilots, key=lambda p: abs(p.saving - target))
+    how = (f"interpolation on {name} over [{low:g}, {high:g}] ({scale}, saving "
+           f"{'in' if increasing else 'de'}creasing) from a first guess; {asked} pilot(s) asked for this "
+           f"target, {len(pilots) - asked} run for another budget or found in the cache")
+    lo, hi = min(p.saving for p in pilots), max(p.saving for p in pilots)
+    if abs(best.saving - target) > tolerance and not lo <= target <= hi:
+        end = high if (target > hi) == increasing else low
+        how += f"; out of reach: the pilots save {lo:.4f}..{hi:.4f}, the end {end:g} included"
+    ordered = tuple(pilots)
+    return _result(name, target, tolerance, list(ordered), how)
+
+
+def _to_u(scale: str) -> Callable[[float], float]:
+    return math.log if scale == "log" else float
+
+
+def _from_u(scale: str) -> Callable[[float], float]:
+    return math.exp if scale == "log" else float
+
+
+def _tidy(knob: float, low: float, high: float, scale: str) -> float:
+    """``knob`` inside ``[low, high]``, rounded to 3 significant digits (an integer for ``"int"``)."""
+    knob = min(max(float(knob), low), high)
+    if scale == "int":
+        return int(round(knob))
+    tidy = float(f"{knob:.3g}")
+    return min(max(tidy, low), high)
+
+
+def _invert(model: Callable[[float], float], target: float, low: float, high: float, scale: str) -> float:
+    """The knob in ``[low, high]`` where the monotone ``model`` gives ``target`` (bisection in the knob's
+    scale; the nearer end when the target is outside the model's range)."""
+    u, k = _to_u(scale), _from_u(scale)
+    a, b = u(low), u(high)
+    fa, fb = model(k(a)), model(k(b))
+    if (target - fa) * (target - fb) > 0:
+        return low if abs(target - fa) <= abs(target - fb) else high
+    for _ in range(60):
+        mid = (a + b) / 2
+        fm = model(k(mid))
+        if (fm - target) * (fa - target) > 0:
+            a, fa = mid, fm
+        else:
+            b = mid
+    return k((a + b) / 2)
 
 
 # ---------------------------------------------------------------------- internals

@@ -15,13 +15,14 @@ and say so in every row.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from .plotting import METHOD_COLORS, color, layered, style
-from .stats import interval, paired_differences, verdict
+from .stats import Interval, explain, interval, paired_interval, verdict
 
 BASELINE = "baseline"
 ACCURACY = "best_test_accuracy"
@@ -84,6 +85,21 @@ def independent_runs() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "best_accuracy", "saved"]).assign(source=source)
 
 
+PEERS_2025_SOURCE = "benchmarks/PEERS_2025.md (the authors' code and the PFB abstract, as read for this course)"
+
+
+def peers_2025_settings() -> pd.DataFrame:
+    """What the three newer peers' authors set or state, with the setting it belongs to (``method``,
+    ``knob``, ``their value``, ``setting``, ``source``). Settings only: no accuracy of their papers is
+    transcribed in this project, so none is quoted."""
+    rows = [("seta", "seta_prune_ratio", "0.1 (5 groups, window 0.9, annealing from 0.875 of the epochs)",
+             "the authors' CIFAR script for lossless pruning (scripts/cifar.sh SeTa 0.1 5 0.9)"),
+            ("orderdp", "orderdp_top_q", "0.375 of a random pool of 0.8: 30 % of the samples train",
+             "the authors' README command for CIFAR-100"),
+            ("pfb", "pfb_prune_ratio", "0.4: 40 % of the data pruned", "the PFB paper's abstract, ImageNet")]
+    return pd.DataFrame(rows, columns=["method", "knob", "their value", "setting"]).assign(source=PEERS_2025_SOURCE)
+
+
 # ---------------------------------------------------------------------- our runs
 def with_wall_ratio(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` plus ``wall_ratio``: each run's wall time over the baseline's of the same seed (the
@@ -95,9 +111,10 @@ def with_wall_ratio(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def budget_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (``budget``, ``method``): ``n`` seeds, accuracy mean and std (seed spread), compute
-    saved mean and std, its FLOP-ideal speedup ``1 / (1 - saving)``, the wall-clock ratio to the
-    baseline (mean, std) and, where given, the target saving. The baseline appears once, budget ``-``."""
+    """One row per (``budget``, ``method``): ``n`` seeds, accuracy mean and std (seed spread) and the 95 %
+    interval of its mean (``acc_low``, ``acc_high``; NaN below two seeds), compute saved mean and std, its
+    FLOP-ideal speedup ``1 / (1 - saving)``, the wall-clock ratio to the baseline (mean, std) and, where
+    given, the target saving. The baseline appears once, budget ``-``."""
     t = with_wall_ratio(runs)
     t = t.assign(budget=np.where(t["method"] == BASELINE, "-", t["budget"].astype(str)))
     agg = {"n": ("seed", "nunique"), "acc_mean": (ACCURACY, "mean"), "acc_std": (ACCURACY, "std"),
@@ -106,19 +123,26 @@ def budget_table(runs: pd.DataFrame) -> pd.DataFrame:
     if "target_saving" in t:
         agg["target_saving"] = ("target_saving", "mean")
     out = t.groupby(["budget", "method"], sort=False).agg(**agg).reset_index()
-    return out.assign(ideal_speedup=1.0 / (1.0 - out["saving_mean"]))
+    ivs = [interval(g[ACCURACY]) for _, g in t.groupby(["budget", "method"], sort=False)]
+    return out.assign(ideal_speedup=1.0 / (1.0 - out["saving_mean"]), acc_low=[iv.low for iv in ivs],
+                      acc_high=[iv.high for iv in ivs])
 
 
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """:func:`budget_table`'s table as strings for a notebook: accuracy ``mean ± std`` in %, compute saved
-    in %, ideal speedup and wall-clock ratio."""
+    """:func:`budget_table`'s table as strings for a notebook: best accuracy in % as ``mean [low, high]``, the
+    95 % interval of the mean over seeds; compute saved in % and the wall-clock ratio as ``mean ± std`` (the
+    seeds' spread); the FLOP-ideal speedup."""
     def pm(mean, std, scale=100.0, digits=2):
         spread = f" ± {std * scale:.{digits}f}" if np.isfinite(std) else ""
         return f"{mean * scale:.{digits}f}{spread}"
 
+    def bounds(mean, low, high):
+        return f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]" if np.isfinite(low) else f"{100 * mean:.2f}"
+
     return pd.DataFrame({
         "budget": summary["budget"], "method": summary["method"], "seeds": summary["n"],
-        "best accuracy (%)": [pm(m, s) for m, s in zip(summary["acc_mean"], summary["acc_std"], strict=True)],
+        "best accuracy (%), 95 % interval": [bounds(m, lo, hi) for m, lo, hi in zip(
+            summary["acc_mean"], summary["acc_low"], summary["acc_high"], strict=True)],
         "compute saved (%)": [pm(m, s, digits=1) for m, s in zip(summary["saving_mean"], summary["saving_std"],
                                                                  strict=True)],
         "FLOP-ideal speedup": [f"{v:.2f}x" for v in summary["ideal_speedup"]],
@@ -132,20 +156,44 @@ def budget_verdicts(runs: pd.DataFrame, metric: str = ACCURACY, confidence: floa
     """Per budget, which method is best and whether that is more than seed noise.
 
     The best method is the one with the highest mean ``metric`` at that budget. For every other method
-    ``m``: the paired (by seed) difference best - m, its interval and :func:`ies.experiments.stats.verdict` of
-    "best beats m" (bound 0). Also each method against the baseline: "no worse than the baseline by more
-    than ``tolerance``" (bound ``-tolerance``). A method whose calibration did not reach the budget
-    (``matched`` False, when the column is there) is not compared: it gets one row, verdict
-    ``budget not reached``. Columns: ``budget``, ``claim``, ``difference`` (``pm()`` text), ``verdict``."""
+    ``m``: the paired (by seed) difference best - m, its interval (:func:`ies.experiments.stats.paired_interval`:
+    floored at the test set's binomial noise when the table has ``num_test``) and
+    :func:`ies.experiments.stats.verdict` of "best beats m" (bound 0). Also each method against the baseline:
+    "no worse than the baseline by more than ``tolerance``" (bound ``-tolerance``). A method whose
+    calibration did not reach the budget (``matched`` False, when the column is there) is not compared: it
+    gets one row, verdict ``budget not reached``, with why. A ``warning`` column of the runs (a knob outside
+    its plausible range, :func:`ies.experiments.peers.implausible`) is added to the rows of that method.
+
+    Columns: ``budget``, ``claim``, ``difference`` (``pm()`` text), ``verdict``, ``seeds``, ``effect``,
+    ``low``, ``high`` (in points), ``why`` (:func:`ies.experiments.stats.explain`, or why the budget was
+    missed) and ``warning``."""
     rows = []
+
+    def warning_of(group: pd.DataFrame, method: str) -> str:
+        if "warning" not in group:
+            return ""
+        words = [w for w in dict.fromkeys(group.loc[group["method"] == method, "warning"].fillna("")) if w]
+        return "; ".join(words)
+
+    def add(budget, text, iv: Interval, bound: float, warning: str) -> None:
+        rows.append({"budget": budget, "claim": text, "difference": iv.pm(), "verdict": verdict(iv, bound),
+                     "seeds": iv.n, "effect": 100 * iv.mean, "low": 100 * iv.low, "high": 100 * iv.high,
+                     "why": explain(iv, bound), "warning": warning})
+
     for budget, group in runs[runs["method"] != BASELINE].groupby("budget", sort=False):
         if "matched" in group:
             missed = group[~group["matched"].astype(bool)]
             for method, m_rows in missed.groupby("method", sort=False):
+                saved, target = m_rows["compute_saving"].mean(), m_rows["target_saving"].mean()
+                knob = m_rows["knob"].iloc[0] if "knob" in m_rows else math.nan
+                why = (f"its calibrated knob ({knob:g}) saved {100 * saved:.1f} % of the compute over "
+                       f"{m_rows['seed'].nunique()} seed(s), the budget needs {100 * target:.1f} %: "
+                       f"{'short of' if saved < target else 'past'} it by more than the tolerance")
                 rows.append({"budget": budget, "claim": f"{method} reaches {budget}",
-                             "difference": f"saved {100 * m_rows['compute_saving'].mean():.1f} % "
-                                           f"(target {100 * m_rows['target_saving'].mean():.1f} %)",
-                             "verdict": UNREACHED})
+                             "difference": f"saved {100 * saved:.1f} % (target {100 * target:.1f} %)",
+                             "verdict": UNREACHED, "seeds": int(m_rows["seed"].nunique()),
+                             "effect": math.nan, "low": math.nan, "high": math.nan, "why": why,
+                             "warning": warning_of(group, method)})
             group = group[group["matched"].astype(bool)]
         if group.empty:
             continue
@@ -153,14 +201,71 @@ def budget_verdicts(runs: pd.DataFrame, metric: str = ACCURACY, confidence: floa
         best = means.index[0]
         table = pd.concat([group, runs[runs["method"] == BASELINE]])
         for other in means.index[1:]:
-            iv = interval(paired_differences(table, metric, best, other, by="method"), confidence)
-            rows.append({"budget": budget, "claim": f"{best} beats {other}", "difference": iv.pm(),
-                         "verdict": verdict(iv, 0.0)})
+            iv = paired_interval(table, metric, best, other, by="method", confidence=confidence)
+            add(budget, f"{best} beats {other}", iv, 0.0,
+                "; ".join(filter(None, [warning_of(group, best), warning_of(group, other)])))
         for method in means.index:
-            iv = interval(paired_differences(table, metric, method, BASELINE, by="method"), confidence)
-            rows.append({"budget": budget, "claim": f"{method} within {100 * tolerance:g} pt of the baseline",
-                         "difference": iv.pm(), "verdict": verdict(iv, -tolerance)})
-    return pd.DataFrame(rows, columns=["budget", "claim", "difference", "verdict"])
+            iv = paired_interval(table, metric, method, BASELINE, by="method", confidence=confidence)
+            add(budget, f"{method} within {100 * tolerance:g} pt of the baseline", iv, -tolerance,
+                warning_of(group, method))
+    columns = ["budget", "claim", "difference", "verdict", "seeds", "effect", "low", "high", "why", "warning"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """How far the baseline has converged (:func:`convergence`), accuracies as fractions.
+
+    ``plateau``: the mean accuracy of the last ``window`` epochs (mean over seeds); ``earlier``: that of the
+    ``window`` epochs before them; ``best``: the mean over seeds of the best accuracy; ``share``:
+    ``earlier / plateau``, how much of its plateau the baseline had reached ``window`` epochs before the end;
+    ``converged``: ``share >= required``; ``seeds``, ``epochs``."""
+
+    plateau: float
+    earlier: float
+    best: float
+    share: float
+    required: float
+    window: int
+    epochs: int
+    seeds: int
+
+    @property
+    def converged(self) -> bool:
+        return self.share >= self.required
+
+    def sentence(self) -> str:
+        """The computed sentence a notebook prints, a warning when not converged."""
+        start = self.epochs - 2 * self.window + 1
+        text = (f"The baseline's mean test accuracy ({self.seeds} seed(s)) is {100 * self.plateau:.2f} % over "
+                f"epochs {self.epochs - self.window + 1}-{self.epochs} (its plateau) and {100 * self.earlier:.2f} % "
+                f"over epochs {max(start, 1)}-{self.epochs - self.window}: {100 * self.share:.1f} % of the "
+                f"plateau; its best accuracy is {100 * self.best:.2f} %.")
+        if self.converged:
+            return text + f" It has converged (at least {100 * self.required:g} % of the plateau)."
+        return (text + f" WARNING: it reached less than {100 * self.required:g} % of its plateau before the last "
+                f"{self.window} epochs, so it is still learning: train longer before comparing methods.")
+
+
+def convergence(histories: pd.DataFrame, metric: str = "test_accuracy", window: int = 5,
+                required: float = 0.95) -> Convergence:
+    """:class:`Convergence` of the ``baseline`` runs of a history table (one curve per ``seed``, by ``epoch``).
+
+    Needs at least ``2 x window`` epochs (``ValueError`` naming ``window`` otherwise)."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    base = histories[histories["method"] == BASELINE] if "method" in histories else histories
+    if base.empty:
+        raise ValueError("convergence needs the baseline's history: no row has method == 'baseline'")
+    wide = base.pivot_table(index="epoch", columns="seed", values=metric, aggfunc="mean").sort_index()
+    epochs = len(wide)
+    if epochs < 2 * window:
+        raise ValueError(f"window {window} needs at least {2 * window} epochs, the runs have {epochs}")
+    plateau = float(wide.iloc[-window:].mean().mean())
+    earlier = float(wide.iloc[-2 * window:-window].mean().mean())
+    best = float(wide.max().mean())
+    share = earlier / plateau if plateau > 0 else math.nan
+    return Convergence(plateau, earlier, best, share, required, window, epochs, int(wide.shape[1]))
 
 
 # ---------------------------------------------------------------------- figures

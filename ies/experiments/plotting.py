@@ -25,6 +25,9 @@ METHOD_COLORS = {
     "small_loss_rescale": "#a23582",
     "selective_backprop": "#006374",
     "early_stop": "#592f0d",
+    "seta": "#7b4173",
+    "orderdp": "#637939",
+    "pfb": "#d6616b",
 }
 
 #: Colours for the settings of one method (04's ablations: "δ=1e-2", "N=0", ...) and for any label the registry
@@ -74,7 +77,8 @@ CONTEXT_LINESTYLES = {"clean": "-", "noisy": "--", "CNN": "-", "transformer": "-
 
 #: One marker per method; a setting gets the marker of its place in :data:`OTHER_COLORS`.
 MARKERS = {"baseline": "o", "ies": "s", "ies_cap": "d", "ies_recheck_lr": "h", "random": "^", "loss": "v",
-           "scratch": "p", "infobatch": "D", "small_loss_rescale": "P", "selective_backprop": "X", "early_stop": "*"}
+           "scratch": "p", "infobatch": "D", "small_loss_rescale": "P", "selective_backprop": "X", "early_stop": "*",
+           "seta": "<", "orderdp": ">", "pfb": "8"}
 _SETTING_MARKERS = "oDs^vP*Xdph<"
 _METHOD_OF = {"IES": "ies", "IES (paper)": "ies", "IES + cap": "ies_cap", "loss < δ": "loss"}
 
