@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .plotting import METHOD_COLORS, color, layered, style
-from .stats import Interval, explain, interval, paired_interval, verdict
+from .stats import Interval, explain, half_width, interval, paired_interval, verdict
 
 BASELINE = "baseline"
 ACCURACY = "best_test_accuracy"
@@ -275,7 +275,8 @@ def _colors(runs: pd.DataFrame) -> dict[str, str]:
 
 def plot_accuracy_vs_saving(runs: pd.DataFrame, budgets: list[str] | None = None) -> plt.Figure:
     """Best accuracy against compute saved, one panel per budget (shared axes): every run a small dot,
-    each method's mean ± seed std as a marker with error bars, the baseline's accuracy ± std as a band,
+    each method's mean with the 95 % intervals of its means as error bars (:func:`half_width`), the
+    baseline's accuracy with its 95 % interval as a band,
     the budget's target saving (``target_saving``) as a dotted vertical line. Axes in percent."""
     budgets = budgets or [b for b in dict.fromkeys(runs.loc[runs["method"] != BASELINE, "budget"])]
     colors = _colors(runs)
@@ -284,14 +285,14 @@ def plot_accuracy_vs_saving(runs: pd.DataFrame, budgets: list[str] | None = None
                              squeeze=False)
     for ax, budget in zip(axes.flat, budgets, strict=True):
         if len(base):
-            mean, std = 100 * base[ACCURACY].mean(), 100 * np.nan_to_num(base[ACCURACY].std())
-            ax.axhspan(mean - std, mean + std, color=METHOD_COLORS[BASELINE], alpha=0.12, lw=0)
+            mean, half = 100 * base[ACCURACY].mean(), 100 * half_width(base[ACCURACY])
+            ax.axhspan(mean - half, mean + half, color=METHOD_COLORS[BASELINE], alpha=0.12, lw=0)
             ax.axhline(mean, color=METHOD_COLORS[BASELINE], ls=":", lw=1, label="baseline")
         group = runs[(runs["budget"] == budget) & (runs["method"] != BASELINE)]
         for method, rows in group.groupby("method", sort=False):
             x, y = 100 * rows["compute_saving"], 100 * rows[ACCURACY]
             ax.scatter(x, y, s=12, alpha=0.5, color=colors[method])
-            ax.errorbar(x.mean(), y.mean(), xerr=np.nan_to_num(x.std()), yerr=np.nan_to_num(y.std()),
+            ax.errorbar(x.mean(), y.mean(), xerr=half_width(x), yerr=half_width(y),
                         fmt=style(method)["marker"],
                         ms=7, capsize=3, color=colors[method], label=method)
         if "target_saving" in group and group["target_saving"].notna().any():
