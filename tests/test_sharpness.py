@@ -17,6 +17,7 @@ from ies.experiments import stats
 from ies.experiments.sharpness import (
     SharpnessProbe,
     batch_grad_norms,
+    claim_intervals,
     claim_sign_tests,
     compare_histories,
     fixed_batches,
@@ -376,27 +377,43 @@ def test_compare_histories_on_hand_made_histories():
     assert clean["loss_count"] == 2 and clean["loss_ies_lower"] == 0.5 and clean["loss_ratio_final"] == 2.0
 
 
-def test_claim_sign_tests_pool_seeds_into_the_stats_sign_verdict():
+def _seeds():
     seed0 = {"same_above_1": 0.75, "same_probes": 8.0, "step_ies_larger": 1.0, "step_epochs": 6.0,
              "loss_ies_lower": 0.0, "loss_count": 5.0, "top_eigenvalue_ies_lower": 0.5, "top_eigenvalue_probes": 2.0,
              "sam_sharpness_ies_lower": float("nan"), "sam_sharpness_probes": 0.0}
-    seed1 = {**seed0, "same_above_1": 1.0, "same_probes": 4.0, "loss_ies_lower": 0.2}
-    got = claim_sign_tests([seed0, seed1])
+    seed1 = {**seed0, "same_above_1": 1.0, "same_probes": 4.0, "loss_ies_lower": 0.1}
+    seed2 = {**seed0, "same_above_1": 0.875, "loss_ies_lower": 0.2, "top_eigenvalue_ies_lower": 1.0}
+    return seed0, seed1, seed2
+
+
+def test_claim_intervals_judge_one_summary_per_seed():
+    seed0, seed1, seed2 = _seeds()
+    got = claim_intervals([seed0, seed1, seed2])
     assert list(got.index) == ["same_weights", "steps", "loss", "top_eigenvalue", "sam_sharpness"]  # no trace
-    expected = {"same_weights": (6 + 4, 12), "steps": (12, 12), "loss": (0 + 1, 10), "top_eigenvalue": (2, 4),
-                "sam_sharpness": (0, 0)}
-    for name, (wins, n) in expected.items():
-        row = got.loc[name]
-        assert (row["wins"], row["n"]) == (wins, n), name
-        assert row["verdict"] == stats.sign_verdict(wins, n) and row["p_value"] == stats.sign_test(wins, n)
-    # by hand: 10 of 12 -> p = 2 * (1 + 12 + 66) / 4096 = 0.0386; 12 of 12 -> 2 / 4096; 1 of 10 -> 0.0215
-    assert got.loc["same_weights", "p_value"] == pytest.approx(158 / 4096)
-    assert got.loc["same_weights", "verdict"] == stats.SUPPORTED and got.loc["loss", "verdict"] == stats.NOT_SUPPORTED
-    assert got.loc["top_eigenvalue", "verdict"] == stats.WITHIN_NOISE
-    assert got.loc["sam_sharpness", "verdict"] == stats.NOT_RUN
-    assert got.loc["same_weights", "text"] == "supported: 10 of 12 (sign test p = 0.039)"
-    as_frame = claim_sign_tests(pd.DataFrame({0: seed0, 1: seed1}))  # the notebook's layout: one column per seed
+    # same weights: shares 0.75, 1.0, 0.875 -> summaries 0.25, 0.5, 0.375: mean 0.375, std 0.125
+    half = 4.302652729911275 * 0.125 / math.sqrt(3)
+    row = got.loc["same_weights"]
+    assert row["seeds"] == 3 and row["share"] == pytest.approx(0.875)
+    assert (row["low"], row["high"]) == (pytest.approx(0.875 - half), pytest.approx(0.875 + half))
+    assert row["verdict"] == stats.SUPPORTED  # 0.875 - 0.31 > 0.5
+    assert got.loc["steps", "verdict"] == stats.SUPPORTED  # every seed 1.0: the zero spread decides, no floor here
+    assert got.loc["loss", "verdict"] == stats.NOT_SUPPORTED  # 0, 0.1, 0.2: -0.4 ± 0.25, all of it below 0
+    assert got.loc["top_eigenvalue", "verdict"] == stats.WITHIN_NOISE  # 0.5, 0.5, 1.0
+    assert got.loc["sam_sharpness", "verdict"] == stats.NOT_RUN  # no comparisons in any seed
+    two = claim_intervals([seed0, seed1])  # two seeds: an illustration, never a verdict
+    assert set(two["verdict"]) - {stats.NOT_RUN} == {stats.FEW_SEEDS}
+    as_frame = claim_intervals(pd.DataFrame({0: seed0, 1: seed1, 2: seed2}))  # the notebook's layout
     pd.testing.assert_frame_equal(as_frame, got)
+
+
+def test_claim_sign_tests_count_seeds_not_pooled_probes():
+    seed0, seed1, seed2 = _seeds()
+    got = claim_sign_tests([seed0, seed1, seed2])
+    assert (got.loc["same_weights", "wins"], got.loc["same_weights", "n"]) == (3, 3)
+    assert got.loc["same_weights", "p_value"] == pytest.approx(0.25)  # 3 of 3 seeds: 2 / 8
+    assert got.loc["same_weights", "verdict"] == stats.WITHIN_NOISE  # 3 seeds can never pass a 5 % sign test
+    assert (got.loc["top_eigenvalue", "wins"], got.loc["loss", "wins"]) == (1, 0)  # ties (0.5) are not wins
+    assert got.loc["same_weights", "text"] == "inconclusive (within seed noise): 3 of 3 seeds (sign test p = 0.25)"
 
 
 def test_measure_sharpness_is_the_single_measurements_together(net_and_batches):

@@ -5,8 +5,9 @@
   mini-batches with and without the mastered samples at the same weights;
 - :func:`compare_histories`: the numbers behind the paper's two mechanism claims (Fig. 4: IES trains
   with larger gradient norms; it ends in flatter minima), from the histories of two such runs;
-- :func:`claim_sign_tests`: those numbers pooled over seeds and judged by a sign test
-  (:func:`ies.experiments.stats.sign_verdict`).
+- :func:`claim_intervals`: one summary per claim and seed (the share of that run pair's comparisons that
+  go the claimed way) judged by the one verdict rule over seeds (:func:`ies.experiments.stats.verdict`);
+  :func:`claim_sign_tests`: the same summaries as a sign test over seeds, an illustration.
 
 The measurements themselves (top Hessian eigenvalue, Hessian trace, SAM value, Hessian-vector products,
 per-batch gradient norms) live in :mod:`ies.experiments.curvature` and are re-exported here.
@@ -42,6 +43,7 @@ __all__ = [
     "CLAIMS",
     "SharpnessProbe",
     "batch_grad_norms",
+    "claim_intervals",
     "claim_sign_tests",
     "compare_histories",
     "fixed_batches",
@@ -206,7 +208,7 @@ def compare_histories(baseline: pd.DataFrame, ies: pd.DataFrame) -> dict[str, fl
     each of ``top_eigenvalue``, ``sam_sharpness`` and (if measured) ``hessian_trace``:
     ``{col}_probes``, ``{col}_ies_lower`` (fraction with IES < baseline), ``{col}_ratio_median`` and
     ``{col}_ratio_final`` (IES / baseline at the last probe). Fractions and medians are NaN when
-    there is nothing to count. :func:`claim_sign_tests` pools these over seeds into verdicts.
+    there is nothing to count. :func:`claim_intervals` judges these over seeds (one summary per seed).
     """
     both = baseline.merge(ies, on="epoch", suffixes=("_b", "_i"))
     trained = both[both["forward_only_samples_i"] > 0]
@@ -236,7 +238,7 @@ def compare_histories(baseline: pd.DataFrame, ies: pd.DataFrame) -> dict[str, fl
     return out
 
 
-#: The claims :func:`claim_sign_tests` judges: name -> (share key, count key of :func:`compare_histories`,
+#: The claims :func:`claim_intervals` judges: name -> (share key, count key of :func:`compare_histories`,
 #: the claim in words). The share is the fraction of comparisons that go the claimed way.
 CLAIMS: dict[str, tuple[str, str, str]] = {
     "same_weights": ("same_above_1", "same_probes",
@@ -250,28 +252,58 @@ CLAIMS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def claim_sign_tests(claims: pd.DataFrame | Iterable[Mapping[str, float]], alpha: float = 0.05) -> pd.DataFrame:
-    """Each claim of :data:`CLAIMS`, its comparisons pooled over seeds and judged by a two-sided sign test.
+def _per_seed(claims: pd.DataFrame | Iterable[Mapping[str, float]]) -> list[Mapping[str, float]]:
+    return [claims[c] for c in claims.columns] if isinstance(claims, pd.DataFrame) else list(claims)
 
-    ``claims``: one :func:`compare_histories` result per seed, as an iterable of dicts or as a DataFrame
-    with one column per seed (its keys as the index). Per claim: ``n`` = the comparisons of every seed,
-    ``wins`` = those that go the claimed way (ties, a ratio of exactly 1, count against the claim),
-    ``p_value`` = :func:`ies.experiments.stats.sign_test`, ``verdict`` =
-    :func:`ies.experiments.stats.sign_verdict` at ``alpha``,
-    ``text`` = ``"supported: 7 of 9 (sign test p = 0.039)"``. Claims whose keys are absent (e.g. no
-    Hessian trace measured) are left out. Neighbouring epochs are correlated, so ``p`` is optimistic:
-    a yardstick, not a proof.
+
+def claim_intervals(claims: pd.DataFrame | Iterable[Mapping[str, float]], confidence: float = 0.95) -> pd.DataFrame:
+    """Each claim of :data:`CLAIMS` judged by the one verdict rule on **one summary per seed**: the share of
+    that run pair's comparisons that go the claimed way, minus 1/2 (comparisons of one run are correlated,
+    so they are never pooled into one test). A claim holds when the mean of those summaries is above 0:
+    :func:`ies.experiments.stats.verdict` of their t interval (no verdict below 3 seeds).
+
+    ``claims``: one :func:`compare_histories` result per seed (dicts, or a DataFrame with one column per
+    seed). Per claim: ``claim`` (words), ``seeds`` (those with comparisons), ``share`` (their mean share),
+    ``low`` / ``high`` (the interval of the mean share), ``verdict``, ``why``
+    (:func:`ies.experiments.stats.explain`, in points of share) and ``text`` (one line). Claims whose keys
+    are absent (e.g. no Hessian trace measured) are left out.
     """
-    per_seed = [claims[c] for c in claims.columns] if isinstance(claims, pd.DataFrame) else list(claims)
     rows = {}
     for name, (share_key, count_key, words) in CLAIMS.items():
+        per_seed = _per_seed(claims)
         if not per_seed or any(share_key not in c or count_key not in c for c in per_seed):
             continue
-        counts = np.array([c[count_key] for c in per_seed], dtype=float)
-        shares = np.nan_to_num(np.array([c[share_key] for c in per_seed], dtype=float))
-        n, wins = int(counts.sum()), int(round(float((shares * counts).sum())))
+        shares = [float(c[share_key]) for c in per_seed if float(c[count_key]) > 0]
+        iv = stats.interval(np.asarray(shares, dtype=float) - 0.5, confidence)
+        word = stats.verdict(iv, 0.0)
+        low, high = (iv.low + 0.5, iv.high + 0.5) if iv.n > 1 else (float("nan"), float("nan"))
+        span = f", {100 * confidence:g} % interval {low:.0%} .. {high:.0%}" if iv.n > 1 else ""
+        rows[name] = {"claim": words, "seeds": iv.n, "share": iv.mean + 0.5, "low": low, "high": high,
+                      "verdict": word, "why": stats.explain(iv, 0.0, 100.0, "pt"),
+                      "text": f"{word}: in the claimed direction in {iv.mean + 0.5:.0%} of a run's comparisons on "
+                              f"average over {iv.n} seed(s){span}"}
+    return pd.DataFrame.from_dict(rows, orient="index",
+                                  columns=["claim", "seeds", "share", "low", "high", "verdict", "why", "text"])
+
+
+def claim_sign_tests(claims: pd.DataFrame | Iterable[Mapping[str, float]], alpha: float = 0.05) -> pd.DataFrame:
+    """Each claim of :data:`CLAIMS` as a two-sided sign test over **seeds**: a seed wins when more than half of
+    its run pair's comparisons go the claimed way (one summary per seed, never pooled comparisons). With 3
+    seeds its smallest p-value is 0.25: an illustration beside :func:`claim_intervals`, which gives the verdict.
+
+    ``claims`` as in :func:`claim_intervals`. Per claim: ``n`` = seeds with comparisons, ``wins``, ``p_value``
+    = :func:`ies.experiments.stats.sign_test`, ``verdict`` = :func:`ies.experiments.stats.sign_verdict` at
+    ``alpha``, ``text`` = ``"inconclusive (within seed noise): 3 of 3 seeds (sign test p = 0.25)"``.
+    """
+    rows = {}
+    for name, (share_key, count_key, words) in CLAIMS.items():
+        per_seed = _per_seed(claims)
+        if not per_seed or any(share_key not in c or count_key not in c for c in per_seed):
+            continue
+        shares = [float(c[share_key]) for c in per_seed if float(c[count_key]) > 0]
+        n, wins = len(shares), sum(x > 0.5 for x in shares)
         p, word = stats.sign_test(wins, n), stats.sign_verdict(wins, n, alpha)
         rows[name] = {"claim": words, "wins": wins, "n": n, "p_value": p, "verdict": word,
-                      "text": f"{word}: {wins} of {n} (sign test p = {p:.2g})"}
+                      "text": f"{word}: {wins} of {n} seeds (sign test p = {p:.2g})"}
     return pd.DataFrame.from_dict(rows, orient="index",
                                   columns=["claim", "wins", "n", "p_value", "verdict", "text"])
