@@ -85,7 +85,8 @@ def test_parameters_cell(path):
     assert not Path(params[4][2]).is_absolute()
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "google.colab" in code[0].source and code[0] is not cells[0], "the first code cell is the Colab setup"
-    assert code[code.index(cells[0]) + 1].source.count("resolve_profile(PROFILE") == 1, "next cell resolves PROFILE"
+    after = code[code.index(cells[0]) + 1].source  # the profile's table, or the course pair's (ies.course.pair)
+    assert "resolve_profile(PROFILE" in after or "pair_config(PROFILE" in after, "next cell resolves PROFILE"
     assert "write_metrics(" in code[-1].source, "the last code cell writes metrics.json"
 
 
@@ -108,14 +109,16 @@ def test_smoke_run_writes_metrics(path, tmp_path):
 
 
 def test_training_notebook_resumes_from_its_checkpoints(tmp_path):
-    """03_training with RESUME=True continues from the checkpoints of a finished (or interrupted) run
-    and reports the same results without training again."""
+    """03_training run again: the course's pair is read from the run folder (not trained again) and the
+    re-check run continues from its checkpoint (RESUME=True); the results are the same."""
     path = ROOT / "notebooks" / "03_training.ipynb"
     first = run_notebook(path, tmp_path, {"PROFILE": "smoke"}, cwd=ROOT, progress=False)
     assert first.status == "ok", first.error
-    assert (tmp_path / "03_training" / "ies" / "checkpoint.pt").exists()
+    assert (tmp_path / "03_training" / "ies_recheck_lr" / "checkpoint.pt").exists()
+    assert len(list((tmp_path / "runs").glob("pair-mnist1d-*/seed0/ies/pair.pt"))) == 1
     again = run_notebook(path, tmp_path, {"PROFILE": "smoke", "RESUME": True}, cwd=ROOT, progress=False)
     assert again.status == "ok", again.error
+    assert "the pair read from the run folder" in (tmp_path / "03_training.ipynb").read_text()
     for key in ("test_accuracy_baseline", "test_accuracy_ies", "backprop_saving"):
         assert again.metrics[key] == first.metrics[key]
 
