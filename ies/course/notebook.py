@@ -65,6 +65,14 @@ def write_metrics(out: str | os.PathLike, metrics: dict[str, Any]) -> Path:
 _PER_RUN = ("seed", "output", "resume", "overwrite")
 
 
+def config_digest(cfg, extra: dict | None = None) -> str:
+    """10 hex digits naming ``cfg`` (a :class:`~ies.Config`) by every field but the per-run ones (seed, output,
+    resume, overwrite), and ``extra`` (other settings the runs depend on) when given."""
+    fields = {k: v for k, v in cfg.to_dict().items() if k not in _PER_RUN}
+    key = fields if extra is None else {"config": fields, **extra}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
 def shared_runs(output_dir: str | os.PathLike, runs_dir: str = "", base=None) -> Path:
     """The run folder's cache of training runs, for :func:`ies.experiments.sweep.run_sweep`'s ``output``.
 
@@ -76,9 +84,7 @@ def shared_runs(output_dir: str | os.PathLike, runs_dir: str = "", base=None) ->
     """
     root = Path(runs_dir).expanduser() if runs_dir else Path(output_dir).expanduser().parent / "runs"
     if base is not None:
-        fields = {k: v for k, v in base.to_dict().items() if k not in _PER_RUN}
-        digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:10]
-        root = root / f"{base.dataset.replace('/', '_')}-{digest}"
+        root = root / f"{base.dataset.replace('/', '_')}-{config_digest(base)}"
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -16,7 +16,6 @@ notebooks share a pair only when they ask for the same one. A pair missing any f
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from ..training.checkpoint import write_json
 from ..training.config import Config
 from ..training.loop import RunResult, train
 from ..training.setup import resolve_device, seed_everything
-from .notebook import resolve_profile
+from .notebook import config_digest, resolve_profile
 
 #: The pair's configuration per profile (``Config`` fields; the notebooks add seed, device, data and delta).
 PAIRS: dict[str, dict] = {
@@ -120,9 +119,7 @@ class Pair:
 def pair_folder(cfg: Config, probe: Probe | None, runs: str | Path) -> Path:
     """``<runs>/pair-<dataset>-<digest>/seed<k>``: the digest of every field of ``cfg`` but the seed and the
     output, and of ``probe``'s settings."""
-    fields = {k: v for k, v in cfg.to_dict().items() if k not in ("seed", "output", "resume", "overwrite")}
-    key = json.dumps({"config": fields, "probe": asdict(probe) if probe else None}, sort_keys=True, default=str)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    digest = config_digest(cfg, {"probe": asdict(probe) if probe else None})
     return Path(runs).expanduser() / f"pair-{cfg.dataset.replace('/', '_')}-{digest}" / f"seed{cfg.seed}"
 
 
